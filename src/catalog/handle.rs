@@ -1,0 +1,235 @@
+//! [`Catalog`]: the server's async handle to the catalog thread.
+//!
+//! SQLite calls block (on locks, on fsync), so they never run on a tokio worker.
+//! One dedicated std thread owns the [`Store`]; requests reach it over a channel
+//! and answers come back on oneshot channels. One thread rather than
+//! `spawn_blocking` per call because SQLite serialises writers anyway, and a
+//! single owner can group-commit: every `record_instance` request already queued
+//! when the thread gets to one goes into the same transaction, so N concurrent
+//! C-STOREs cost one WAL fsync instead of N.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use super::{Error, NewInstance, Store};
+
+/// At most this many `record_instance` requests share one transaction, which
+/// bounds how long the first of them waits for its answer.
+const MAX_BATCH: usize = 64;
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+enum Request {
+    Call(Job),
+    Record(Box<NewInstance>, oneshot::Sender<Result<(), Error>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Counters shared between the handles and the thread (for `/metrics`).
+#[derive(Default)]
+struct Stats {
+    /// Requests sent and not yet taken by the thread.
+    queued: AtomicU64,
+    /// Transactions that recorded a batch of instances.
+    group_commits: AtomicU64,
+    /// Instances offered to those transactions.
+    grouped_records: AtomicU64,
+}
+
+/// A cloneable async handle to the catalog thread.
+///
+/// The thread ends when [`Catalog::close`] or [`Catalog::shutdown`] is called,
+/// or when the last handle is dropped; in every case it first finishes the
+/// requests queued before that point. Requests made after it has ended fail
+/// with [`Error::ThreadGone`].
+#[derive(Clone)]
+pub struct Catalog {
+    tx: mpsc::Sender<Request>,
+    stats: Arc<Stats>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("queue_depth", &self.queue_depth())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// Opens the store (on the calling thread, so that errors such as
+    /// [`Error::SchemaTooNew`] come back here) and starts the catalog thread.
+    pub fn open(path: &Path, durable: bool) -> Result<Catalog, Error> {
+        Catalog::spawn(Store::open(path, durable)?)
+    }
+
+    /// Starts the catalog thread owning `store`.
+    pub fn spawn(store: Store) -> Result<Catalog, Error> {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(Stats::default());
+        let thread = std::thread::Builder::new()
+            .name("catalog".to_owned())
+            .spawn({
+                let stats = stats.clone();
+                move || run(store, rx, &stats)
+            })
+            .map_err(|source| Error::Io {
+                path: "catalog thread".into(),
+                source,
+            })?;
+        Ok(Catalog {
+            tx,
+            stats,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Runs `f` on the catalog thread and returns its result.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            // The caller may have gone away (cancelled); that is not our problem.
+            let _ = reply.send(f(store));
+        });
+        self.send(Request::Call(job))?;
+        answer.await.map_err(|_| Error::ThreadGone)?
+    }
+
+    /// Records a received instance, group-committed with any others queued at
+    /// the same time. Returns once the batch is committed (durably, when the
+    /// catalog was opened durable). See [`Store::record_instance`].
+    pub async fn record_instance(&self, rec: NewInstance) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Record(Box::new(rec), reply))?;
+        answer.await.map_err(|_| Error::ThreadGone)?
+    }
+
+    /// Asks the thread to finish the requests queued so far, close the
+    /// database and stop; resolves when it has.
+    pub async fn close(self) {
+        let (done, closed) = oneshot::channel();
+        if self.send(Request::Close(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    /// Like [`Catalog::close`], for synchronous code: stops the thread and
+    /// joins it. Blocks, so call it outside the runtime (or in
+    /// `spawn_blocking`).
+    pub fn shutdown(self) {
+        let (done, _closed) = oneshot::channel();
+        let _ = self.send(Request::Close(done));
+        let thread = match self.thread.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the catalog thread panicked");
+            }
+        }
+    }
+
+    /// Requests waiting for the catalog thread.
+    pub fn queue_depth(&self) -> u64 {
+        self.stats.queued.load(Ordering::Relaxed)
+    }
+
+    /// Transactions that group-committed received instances so far.
+    pub fn group_commits(&self) -> u64 {
+        self.stats.group_commits.load(Ordering::Relaxed)
+    }
+
+    /// Instances offered to those transactions so far (divide by
+    /// [`Catalog::group_commits`] for the mean batch size).
+    pub fn grouped_records(&self) -> u64 {
+        self.stats.grouped_records.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, request: Request) -> Result<(), Error> {
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(request).map_err(|_| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            Error::ThreadGone
+        })
+    }
+}
+
+/// The catalog thread's loop.
+fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
+    let take = |request: Request| {
+        stats.queued.fetch_sub(1, Ordering::Relaxed);
+        request
+    };
+    // A request taken while gathering a batch that is not part of it; it runs
+    // right after the batch, so requests keep their order.
+    let mut next: Option<Request> = None;
+    let closed = loop {
+        let request = match next.take() {
+            Some(r) => r,
+            None => match rx.recv() {
+                Ok(r) => take(r),
+                // Every handle is gone and the queue is drained.
+                Err(mpsc::RecvError) => break None,
+            },
+        };
+        match request {
+            Request::Call(job) => guarded(&mut store, job),
+            Request::Record(rec, reply) => {
+                let mut recs = vec![*rec];
+                let mut replies = vec![reply];
+                while recs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => match take(r) {
+                            Request::Record(rec, reply) => {
+                                recs.push(*rec);
+                                replies.push(reply);
+                            }
+                            other => {
+                                next = Some(other);
+                                break;
+                            }
+                        },
+                        Err(_) => break,
+                    }
+                }
+                stats.group_commits.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .grouped_records
+                    .fetch_add(recs.len() as u64, Ordering::Relaxed);
+                tracing::trace!(batch = recs.len(), "catalog group commit");
+                let results = store.record_instances(&recs);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Request::Close(done) => break Some(done),
+        }
+    };
+    // Requests still queued after a Close are dropped with the receiver; their
+    // callers see their oneshot close and get Error::ThreadGone.
+    drop(rx);
+    drop(store);
+    if let Some(done) = closed {
+        let _ = done.send(());
+    }
+}
+
+/// Runs one job, keeping the thread (and every other caller) alive if it
+/// panics; the panicking caller sees its answer channel close.
+fn guarded(store: &mut Store, job: Job) {
+    if catch_unwind(AssertUnwindSafe(|| job(store))).is_err() {
+        tracing::error!("a catalog request panicked; its transaction was rolled back");
+        store.rollback_if_open();
+    }
+}

@@ -1,0 +1,839 @@
+//! [`Store`]: every SQL statement studywatch runs, on one synchronous connection.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
+
+use super::{
+    AuditRow, ConflictRow, Counts, Error, FailureRow, InstanceRow, NewConflict, NewFailure,
+    NewInstance, SeriesRow, StudyDetail, StudyFilter, StudyRow, StudyState, schema,
+};
+
+/// How long a statement waits for another connection's write lock (the CLI
+/// beside the server, or the reverse) before failing with "database is locked".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The actor recorded for what studywatch does by itself.
+const SYSTEM: &str = "system";
+
+/// A synchronous catalog connection. All of studywatch's SQL lives in its methods.
+///
+/// Writes run in `BEGIN IMMEDIATE` transactions: they take the write lock up
+/// front (waiting up to the busy timeout), so a write never fails half way
+/// because another process wrote in between.
+pub struct Store {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.conn.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating it and its parent directory if needed) the catalog at
+    /// `path` and brings its schema up to date.
+    ///
+    /// `durable` selects `synchronous = FULL`, which makes every commit reach
+    /// the disk before it returns; without it (`NORMAL`) a power cut may lose the
+    /// last commits, which is only acceptable on storage with its own protection.
+    pub fn open(path: &Path, durable: bool) -> Result<Store, Error> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| Error::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            // Some file systems (network mounts) cannot do WAL; the catalog still
+            // works, but the CLI will block behind the server's writes.
+            tracing::warn!(path = %path.display(), %mode, "catalog could not switch to WAL");
+        }
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn })
+    }
+
+    /// The schema version of the open database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    /// A number that changes whenever another connection (another process, such
+    /// as the CLI) commits to the database. Polling it is how the server notices
+    /// outside changes cheaply.
+    pub fn data_version(&self) -> Result<i64, Error> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if `f` succeeds.
+    fn write<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, Error>) -> Result<R, Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// The catalogued instance with this SOP Instance UID, if any.
+    pub fn lookup_instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRow>, Error> {
+        let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE sop_instance_uid = ?1");
+        Ok(self
+            .conn
+            .query_row(&sql, [sop_instance_uid], instance_from_row)
+            .optional()?)
+    }
+
+    /// Records one received instance in its own transaction: the instance row,
+    /// and its series and study created or updated (counts, modalities, times;
+    /// descriptive attributes come from the first instance, and later non-empty
+    /// values only fill what is still missing). A new study is audited as
+    /// `study_received`.
+    ///
+    /// A SOP Instance UID already catalogued is [`Error::DuplicateInstance`] and
+    /// changes nothing.
+    pub fn record_instance(&mut self, rec: &NewInstance) -> Result<(), Error> {
+        self.write(|conn| insert_instance(conn, rec))
+    }
+
+    /// Records a batch of instances in ONE transaction (one commit, one WAL
+    /// fsync), each inside its own savepoint so that a bad record fails alone.
+    /// Returns one result per record, in order. This is the catalog thread's
+    /// group commit; it is public so that bulk imports can use it too.
+    ///
+    /// If the transaction as a whole fails (cannot begin, SQLite aborted it, or
+    /// COMMIT failed), nothing of the batch is stored and every record that had
+    /// not already failed on its own gets [`Error::GroupCommit`].
+    pub fn record_instances(&mut self, recs: &[NewInstance]) -> Vec<Result<(), Error>> {
+        let fail_all = |results: &mut Vec<Result<(), Error>>, cause: Arc<Error>| {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(Error::GroupCommit(cause.clone()));
+            }
+            while results.len() < recs.len() {
+                results.push(Err(Error::GroupCommit(cause.clone())));
+            }
+        };
+        let mut results: Vec<Result<(), Error>> = Vec::with_capacity(recs.len());
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            fail_all(&mut results, Arc::new(Error::from(e)));
+            return results;
+        }
+        for rec in recs {
+            let outcome = self.record_in_savepoint(rec);
+            if self.conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (disk full, I/O error):
+                // what this batch already recorded is gone too.
+                let cause = Arc::new(match outcome {
+                    Err(e) => e,
+                    Ok(()) => Error::Sqlite(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                        Some("the batch's transaction was rolled back".to_owned()),
+                    )),
+                });
+                fail_all(&mut results, cause);
+                return results;
+            }
+            results.push(outcome);
+        }
+        if let Err(e) = self.conn.execute_batch("COMMIT") {
+            if !self.conn.is_autocommit() {
+                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
+                    tracing::error!(error = %rollback, "catalog: rollback after failed commit failed");
+                }
+            }
+            fail_all(&mut results, Arc::new(Error::from(e)));
+        }
+        results
+    }
+
+    /// One record of a batch, inside a savepoint of the batch's transaction.
+    fn record_in_savepoint(&mut self, rec: &NewInstance) -> Result<(), Error> {
+        self.conn.execute_batch("SAVEPOINT record_instance")?;
+        match insert_instance(&self.conn, rec) {
+            Ok(()) => {
+                self.conn.execute_batch("RELEASE record_instance")?;
+                Ok(())
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit()
+                    && self
+                        .conn
+                        .execute_batch("ROLLBACK TO record_instance; RELEASE record_instance")
+                        .is_err()
+                {
+                    // Cannot undo this record alone: give up the whole batch
+                    // rather than commit a half-applied record.
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a rejected instance (and audits it as `ingest_rejected`).
+    /// Returns the failure's id.
+    pub fn record_failure(&mut self, f: &NewFailure) -> Result<i64, Error> {
+        self.write(|conn| {
+            let at = fmt_ts(f.at);
+            conn.execute(
+                "INSERT INTO ingest_failures (at, calling_ae, source, sop_class_uid, \
+                 sop_instance_uid, study_uid, status, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    at,
+                    f.calling_ae,
+                    f.source,
+                    f.sop_class_uid,
+                    f.sop_instance_uid,
+                    f.study_uid,
+                    f.status,
+                    f.reason
+                ],
+            )?;
+            let id = conn.last_insert_rowid();
+            let detail = format!(
+                "failure {id}: status 0x{:04X} to {} ({}) for SOP instance {}: {}",
+                f.status,
+                f.calling_ae,
+                f.source,
+                f.sop_instance_uid.as_deref().unwrap_or("(none)"),
+                f.reason
+            );
+            insert_audit(
+                conn,
+                &at,
+                SYSTEM,
+                "ingest_rejected",
+                f.study_uid.as_deref(),
+                &detail,
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Records an instance resent with different content (and audits it as
+    /// `integrity_conflict`). Returns the conflict's id.
+    pub fn record_conflict(&mut self, c: &NewConflict) -> Result<i64, Error> {
+        self.write(|conn| {
+            let at = fmt_ts(c.at);
+            conn.execute(
+                "INSERT INTO integrity_conflicts (at, sop_instance_uid, study_uid, calling_ae, \
+                 existing_sha256, new_sha256, quarantine_path) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    at,
+                    c.sop_instance_uid,
+                    c.study_uid,
+                    c.calling_ae,
+                    c.existing_sha256,
+                    c.new_sha256,
+                    c.quarantine_path
+                ],
+            )?;
+            let id = conn.last_insert_rowid();
+            let detail = format!(
+                "conflict {id}: SOP instance {} resent by {} with different content \
+                 (sha256 {} stored, {} received); kept aside at {}",
+                c.sop_instance_uid,
+                c.calling_ae,
+                c.existing_sha256,
+                c.new_sha256,
+                c.quarantine_path
+            );
+            insert_audit(
+                conn,
+                &at,
+                SYSTEM,
+                "integrity_conflict",
+                c.study_uid.as_deref(),
+                &detail,
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Appends an audit row stamped with the wall clock. Returns its id.
+    pub fn append_audit(
+        &mut self,
+        actor: &str,
+        action: &str,
+        study_uid: Option<&str>,
+        detail: &str,
+    ) -> Result<i64, Error> {
+        self.append_audit_at(Timestamp::now(), actor, action, study_uid, detail)
+    }
+
+    /// Appends an audit row stamped `at` (from the caller's injectable clock).
+    pub fn append_audit_at(
+        &mut self,
+        at: Timestamp,
+        actor: &str,
+        action: &str,
+        study_uid: Option<&str>,
+        detail: &str,
+    ) -> Result<i64, Error> {
+        self.write(|conn| insert_audit(conn, &fmt_ts(at), actor, action, study_uid, detail))
+    }
+
+    /// Studies matching `filter`, soonest deadline first (studies without one
+    /// last), then by first receipt. `Overdue` is judged against the wall clock.
+    pub fn studies(&self, filter: &StudyFilter) -> Result<Vec<StudyRow>, Error> {
+        self.studies_at(filter, Timestamp::now())
+    }
+
+    /// [`Store::studies`] with `Overdue` judged as of `now` (from the caller's
+    /// injectable clock).
+    pub fn studies_at(&self, filter: &StudyFilter, now: Timestamp) -> Result<Vec<StudyRow>, Error> {
+        let now = fmt_ts(now);
+        let mut args: Vec<Value> = Vec::new();
+        let condition = match filter.state {
+            None => "1",
+            Some(StudyState::Unreported) => "reported_at IS NULL",
+            Some(StudyState::Overdue) => {
+                args.push(Value::Text(now));
+                "reported_at IS NULL AND deadline < ?1"
+            }
+            Some(StudyState::Reported) => "reported_at IS NOT NULL",
+            // Schema v1 cannot mark a study as needing no report.
+            Some(StudyState::NoReportNeeded) => "0",
+        };
+        args.push(Value::Integer(sql_limit(filter.limit)));
+        let sql = format!(
+            "SELECT {STUDY_COLUMNS} FROM studies WHERE {condition} \
+             ORDER BY deadline IS NULL, deadline, first_received_at, study_uid LIMIT ?{}",
+            args.len()
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), study_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Everything about one study, read from one consistent snapshot.
+    pub fn study(&self, study_uid: &str) -> Result<Option<StudyDetail>, Error> {
+        let tx = self.conn.unchecked_transaction()?;
+        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies WHERE study_uid = ?1");
+        let Some(study) = tx.query_row(&sql, [study_uid], study_from_row).optional()? else {
+            return Ok(None);
+        };
+        let series = collect(
+            &tx,
+            &format!(
+                "SELECT {SERIES_COLUMNS} FROM series WHERE study_uid = ?1 \
+                 ORDER BY series_number IS NULL, series_number, first_received_at, series_uid"
+            ),
+            [study_uid],
+            series_from_row,
+        )?;
+        let instances = collect(
+            &tx,
+            &format!(
+                "SELECT {INSTANCE_COLUMNS} FROM instances WHERE study_uid = ?1 \
+                 ORDER BY series_uid, received_at, sop_instance_uid"
+            ),
+            [study_uid],
+            instance_from_row,
+        )?;
+        let failures = collect(
+            &tx,
+            &format!(
+                "SELECT {FAILURE_COLUMNS} FROM ingest_failures WHERE study_uid = ?1 ORDER BY id"
+            ),
+            [study_uid],
+            failure_from_row,
+        )?;
+        let conflicts = collect(
+            &tx,
+            &format!(
+                "SELECT {CONFLICT_COLUMNS} FROM integrity_conflicts WHERE study_uid = ?1 ORDER BY id"
+            ),
+            [study_uid],
+            conflict_from_row,
+        )?;
+        let audit = collect(
+            &tx,
+            &format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE study_uid = ?1 ORDER BY id"),
+            [study_uid],
+            audit_from_row,
+        )?;
+        tx.finish()?;
+        Ok(Some(StudyDetail {
+            study,
+            series,
+            instances,
+            failures,
+            conflicts,
+            audit,
+        }))
+    }
+
+    /// Instances of one study, or of the whole catalog (for `verify`), ordered by
+    /// study and series.
+    pub fn instances(&self, study_uid: Option<&str>) -> Result<Vec<InstanceRow>, Error> {
+        // Two statements rather than `?1 IS NULL OR ...`, which would keep
+        // SQLite from using the index on study_uid.
+        let order = "ORDER BY study_uid, series_uid, sop_instance_uid";
+        match study_uid {
+            Some(uid) => collect(
+                &self.conn,
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE study_uid = ?1 {order}"),
+                [uid],
+                instance_from_row,
+            ),
+            None => collect(
+                &self.conn,
+                &format!("SELECT {INSTANCE_COLUMNS} FROM instances {order}"),
+                [],
+                instance_from_row,
+            ),
+        }
+    }
+
+    /// The most recent ingest failures, newest first.
+    pub fn failures(&self, limit: Option<usize>) -> Result<Vec<FailureRow>, Error> {
+        let sql = format!(
+            "SELECT {FAILURE_COLUMNS} FROM ingest_failures ORDER BY at DESC, id DESC LIMIT ?1"
+        );
+        collect(&self.conn, &sql, [sql_limit(limit)], failure_from_row)
+    }
+
+    /// Audit rows, oldest first, optionally only one study's and only those at
+    /// or after `since`.
+    pub fn audit(
+        &self,
+        study_uid: Option<&str>,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<AuditRow>, Error> {
+        let mut conditions = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(uid) = study_uid {
+            args.push(Value::Text(uid.to_owned()));
+            conditions.push(format!("study_uid = ?{}", args.len()));
+        }
+        if let Some(since) = since {
+            args.push(Value::Text(fmt_ts(since)));
+            conditions.push(format!("at >= ?{}", args.len()));
+        }
+        let condition = if conditions.is_empty() {
+            "1".to_owned()
+        } else {
+            conditions.join(" AND ")
+        };
+        let sql = format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE {condition} ORDER BY id");
+        collect(&self.conn, &sql, params_from_iter(args), audit_from_row)
+    }
+
+    /// How many rows the main tables hold.
+    pub fn counts(&self) -> Result<Counts, Error> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT count(*) FROM studies), (SELECT count(*) FROM instances), \
+             (SELECT count(*) FROM ingest_failures), (SELECT count(*) FROM integrity_conflicts)",
+            [],
+            |r| {
+                Ok(Counts {
+                    studies: get_u64(r, 0)?,
+                    instances: get_u64(r, 1)?,
+                    failures: get_u64(r, 2)?,
+                    conflicts: get_u64(r, 3)?,
+                })
+            },
+        )?)
+    }
+
+    /// Rolls back a transaction left open (by a request that panicked half
+    /// way), so that the next request starts clean.
+    pub(super) fn rollback_if_open(&self) {
+        if !self.conn.is_autocommit() {
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "catalog: rollback of an abandoned transaction failed");
+            }
+        }
+    }
+
+    /// The raw connection, for this module's tests only.
+    #[cfg(test)]
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// The work of [`Store::record_instance`], inside a transaction or savepoint
+/// that the caller owns.
+fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
+    let exists = conn
+        .query_row(
+            "SELECT 1 FROM instances WHERE sop_instance_uid = ?1",
+            [&rec.sop_instance_uid],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Err(Error::DuplicateInstance(rec.sop_instance_uid.clone()));
+    }
+
+    let series_study: Option<String> = conn
+        .query_row(
+            "SELECT study_uid FROM series WHERE series_uid = ?1",
+            [&rec.series_uid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(existing) = &series_study {
+        if *existing != rec.study_uid {
+            return Err(Error::SeriesInOtherStudy {
+                series_uid: rec.series_uid.clone(),
+                existing_study_uid: existing.clone(),
+                study_uid: rec.study_uid.clone(),
+            });
+        }
+    }
+    let new_series = series_study.is_none();
+
+    let at = fmt_ts(rec.received_at);
+    let modality = nonempty(&rec.modality);
+    let existing_modalities: Option<String> = conn
+        .query_row(
+            "SELECT modalities FROM studies WHERE study_uid = ?1",
+            [&rec.study_uid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let new_study = existing_modalities.is_none();
+    let modalities = merge_modalities(existing_modalities.as_deref().unwrap_or(""), modality);
+
+    if new_study {
+        conn.execute(
+            "INSERT INTO studies (study_uid, patient_id, accession_number, issuer_of_accession, \
+             modalities, study_date, study_time, study_description, referring_physician, \
+             institution_name, source, calling_ae, first_received_at, last_received_at, \
+             series_count, instance_count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, 1, 1)",
+            params![
+                rec.study_uid,
+                nonempty(&rec.patient_id),
+                nonempty(&rec.accession_number),
+                nonempty(&rec.issuer_of_accession),
+                modalities,
+                nonempty(&rec.study_date),
+                nonempty(&rec.study_time),
+                nonempty(&rec.study_description),
+                nonempty(&rec.referring_physician),
+                nonempty(&rec.institution_name),
+                rec.source,
+                rec.calling_ae,
+                at
+            ],
+        )?;
+        let detail = format!(
+            "first instance {} from {} (calling AE {})",
+            rec.sop_instance_uid, rec.source, rec.calling_ae
+        );
+        insert_audit(
+            conn,
+            &at,
+            SYSTEM,
+            "study_received",
+            Some(&rec.study_uid),
+            &detail,
+        )?;
+    } else {
+        conn.execute(
+            "UPDATE studies SET \
+             patient_id = coalesce(patient_id, ?2), \
+             accession_number = coalesce(accession_number, ?3), \
+             issuer_of_accession = coalesce(issuer_of_accession, ?4), \
+             modalities = ?5, \
+             study_date = coalesce(study_date, ?6), \
+             study_time = coalesce(study_time, ?7), \
+             study_description = coalesce(study_description, ?8), \
+             referring_physician = coalesce(referring_physician, ?9), \
+             institution_name = coalesce(institution_name, ?10), \
+             first_received_at = min(first_received_at, ?11), \
+             last_received_at = max(last_received_at, ?11), \
+             series_count = series_count + ?12, \
+             instance_count = instance_count + 1 \
+             WHERE study_uid = ?1",
+            params![
+                rec.study_uid,
+                nonempty(&rec.patient_id),
+                nonempty(&rec.accession_number),
+                nonempty(&rec.issuer_of_accession),
+                modalities,
+                nonempty(&rec.study_date),
+                nonempty(&rec.study_time),
+                nonempty(&rec.study_description),
+                nonempty(&rec.referring_physician),
+                nonempty(&rec.institution_name),
+                at,
+                i64::from(new_series)
+            ],
+        )?;
+    }
+
+    let series_description = nonempty(&rec.series_description);
+    if new_series {
+        conn.execute(
+            "INSERT INTO series (series_uid, study_uid, modality, series_number, \
+             series_description, instance_count, first_received_at, last_received_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
+            params![
+                rec.series_uid,
+                rec.study_uid,
+                modality,
+                rec.series_number,
+                series_description,
+                at
+            ],
+        )?;
+    } else {
+        conn.execute(
+            "UPDATE series SET \
+             modality = coalesce(modality, ?2), \
+             series_number = coalesce(series_number, ?3), \
+             series_description = coalesce(series_description, ?4), \
+             instance_count = instance_count + 1, \
+             first_received_at = min(first_received_at, ?5), \
+             last_received_at = max(last_received_at, ?5) \
+             WHERE series_uid = ?1",
+            params![
+                rec.series_uid,
+                modality,
+                rec.series_number,
+                series_description,
+                at
+            ],
+        )?;
+    }
+
+    // SQLite integers are i64; a file of 8 EiB is not a real case, but refuse
+    // it rather than wrap.
+    let size_bytes = i64::try_from(rec.size_bytes)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    conn.execute(
+        "INSERT INTO instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, \
+         transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            rec.sop_instance_uid,
+            rec.series_uid,
+            rec.study_uid,
+            rec.sop_class_uid,
+            rec.transfer_syntax,
+            size_bytes,
+            rec.sha256,
+            rec.rel_path,
+            at,
+            rec.calling_ae
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_audit(
+    conn: &Connection,
+    at: &str,
+    actor: &str,
+    action: &str,
+    study_uid: Option<&str>,
+    detail: &str,
+) -> Result<i64, Error> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, study_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at, actor, action, study_uid, detail],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+fn collect<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    map: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, Error> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, map)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The stored form of a time: RFC 3339 in UTC with exactly six fractional
+/// digits, so that comparing the text compares the times.
+pub(super) fn fmt_ts(ts: Timestamp) -> String {
+    format!("{ts:.6}")
+}
+
+fn parse_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+    let text: String = row.get(idx)?;
+    text.parse().map_err(|e: jiff::Error| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Counts and sizes are stored as non-negative INTEGERs (CHECK constraints).
+fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(idx)?;
+    u64::try_from(value).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+fn parse_opt_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+    match row.get_ref(idx)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => parse_ts(row, idx).map(Some),
+    }
+}
+
+/// DICOM pads values with spaces (and sometimes NUL); an empty value is absent.
+fn nonempty(value: &Option<String>) -> Option<&str> {
+    value
+        .as_deref()
+        .map(|v| v.trim_matches(|c: char| c == ' ' || c == '\0'))
+        .filter(|v| !v.is_empty())
+}
+
+/// Adds `modality` to the backslash-separated set `existing`, keeping it
+/// sorted and distinct (e.g. `CT\SR`).
+fn merge_modalities(existing: &str, modality: Option<&str>) -> String {
+    let mut set: BTreeSet<&str> = split_modalities(existing).collect();
+    if let Some(m) = modality {
+        // Modality is single-valued, but a peer may send several: keep each.
+        set.extend(split_modalities(m));
+    }
+    set.into_iter().collect::<Vec<_>>().join("\\")
+}
+
+fn split_modalities(s: &str) -> impl Iterator<Item = &str> {
+    s.split('\\').map(str::trim).filter(|m| !m.is_empty())
+}
+
+fn sql_limit(limit: Option<usize>) -> i64 {
+    // SQLite reads a negative LIMIT as "no limit".
+    limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
+
+const STUDY_COLUMNS: &str = "study_uid, patient_id, accession_number, issuer_of_accession, \
+    modalities, study_date, study_time, study_description, referring_physician, \
+    institution_name, source, calling_ae, first_received_at, last_received_at, series_count, \
+    instance_count, reported_at, deadline";
+
+fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
+    let modalities: String = r.get(4)?;
+    Ok(StudyRow {
+        study_uid: r.get(0)?,
+        patient_id: r.get(1)?,
+        accession_number: r.get(2)?,
+        issuer_of_accession: r.get(3)?,
+        modalities: split_modalities(&modalities).map(str::to_owned).collect(),
+        study_date: r.get(5)?,
+        study_time: r.get(6)?,
+        study_description: r.get(7)?,
+        referring_physician: r.get(8)?,
+        institution_name: r.get(9)?,
+        source: r.get(10)?,
+        calling_ae: r.get(11)?,
+        first_received_at: parse_ts(r, 12)?,
+        last_received_at: parse_ts(r, 13)?,
+        series_count: get_u64(r, 14)?,
+        instance_count: get_u64(r, 15)?,
+        reported_at: parse_opt_ts(r, 16)?,
+        deadline: parse_opt_ts(r, 17)?,
+    })
+}
+
+const SERIES_COLUMNS: &str = "series_uid, study_uid, modality, series_number, \
+    series_description, instance_count, first_received_at, last_received_at";
+
+fn series_from_row(r: &Row<'_>) -> rusqlite::Result<SeriesRow> {
+    Ok(SeriesRow {
+        series_uid: r.get(0)?,
+        study_uid: r.get(1)?,
+        modality: r.get(2)?,
+        series_number: r.get(3)?,
+        series_description: r.get(4)?,
+        instance_count: get_u64(r, 5)?,
+        first_received_at: parse_ts(r, 6)?,
+        last_received_at: parse_ts(r, 7)?,
+    })
+}
+
+const INSTANCE_COLUMNS: &str = "sop_instance_uid, series_uid, study_uid, sop_class_uid, \
+    transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae";
+
+fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
+    Ok(InstanceRow {
+        sop_instance_uid: r.get(0)?,
+        series_uid: r.get(1)?,
+        study_uid: r.get(2)?,
+        sop_class_uid: r.get(3)?,
+        transfer_syntax: r.get(4)?,
+        size_bytes: get_u64(r, 5)?,
+        sha256: r.get(6)?,
+        rel_path: r.get(7)?,
+        received_at: parse_ts(r, 8)?,
+        calling_ae: r.get(9)?,
+    })
+}
+
+const FAILURE_COLUMNS: &str = "id, at, calling_ae, source, sop_class_uid, sop_instance_uid, \
+    study_uid, status, reason";
+
+fn failure_from_row(r: &Row<'_>) -> rusqlite::Result<FailureRow> {
+    Ok(FailureRow {
+        id: r.get(0)?,
+        at: parse_ts(r, 1)?,
+        calling_ae: r.get(2)?,
+        source: r.get(3)?,
+        sop_class_uid: r.get(4)?,
+        sop_instance_uid: r.get(5)?,
+        study_uid: r.get(6)?,
+        status: r.get(7)?,
+        reason: r.get(8)?,
+    })
+}
+
+const CONFLICT_COLUMNS: &str = "id, at, sop_instance_uid, study_uid, calling_ae, \
+    existing_sha256, new_sha256, quarantine_path";
+
+fn conflict_from_row(r: &Row<'_>) -> rusqlite::Result<ConflictRow> {
+    Ok(ConflictRow {
+        id: r.get(0)?,
+        at: parse_ts(r, 1)?,
+        sop_instance_uid: r.get(2)?,
+        study_uid: r.get(3)?,
+        calling_ae: r.get(4)?,
+        existing_sha256: r.get(5)?,
+        new_sha256: r.get(6)?,
+        quarantine_path: r.get(7)?,
+    })
+}
+
+const AUDIT_COLUMNS: &str = "id, at, actor, action, study_uid, detail";
+
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        id: r.get(0)?,
+        at: parse_ts(r, 1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        study_uid: r.get(4)?,
+        detail: r.get(5)?,
+    })
+}

@@ -1,0 +1,456 @@
+//! The JSON shapes that both the CLI's `--json` and the HTTP API print.
+//!
+//! One module so the two can never drift apart. Keys are snake_case, times are
+//! RFC 3339 strings in UTC (`2026-11-22T10:15:00Z`), and absent values are
+//! `null` (never omitted). Shapes are built from [`crate::catalog`] rows, which
+//! are deliberately not `Serialize` themselves: what we store and what we
+//! promise to users change for different reasons. Patient names are never part
+//! of any shape (the catalog does not even store them).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog;
+
+/// A time as printed in JSON: RFC 3339 in UTC, with as many fractional digits
+/// as it has (none for whole seconds).
+pub fn time(ts: Timestamp) -> String {
+    ts.to_string()
+}
+
+fn opt_time(ts: Option<Timestamp>) -> Option<String> {
+    ts.map(time)
+}
+
+/// A study, as listed by `studies` and `GET /api/studies`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Study {
+    pub study_uid: String,
+    pub accession_number: Option<String>,
+    pub patient_id: Option<String>,
+    pub modalities: Vec<String>,
+    pub source: String,
+    pub calling_ae: String,
+    pub first_received_at: String,
+    pub last_received_at: String,
+    pub series_count: u64,
+    pub instance_count: u64,
+    /// `unreported | overdue | reported | no_report_needed`.
+    pub state: String,
+    pub deadline: Option<String>,
+    pub reported_at: Option<String>,
+    pub study_date: Option<String>,
+    pub study_description: Option<String>,
+    pub institution_name: Option<String>,
+}
+
+impl Study {
+    /// The study as of `now`, which decides whether it is overdue.
+    pub fn from_row(row: &catalog::StudyRow, now: Timestamp) -> Study {
+        Study {
+            study_uid: row.study_uid.clone(),
+            accession_number: row.accession_number.clone(),
+            patient_id: row.patient_id.clone(),
+            modalities: row.modalities.clone(),
+            source: row.source.clone(),
+            calling_ae: row.calling_ae.clone(),
+            first_received_at: time(row.first_received_at),
+            last_received_at: time(row.last_received_at),
+            series_count: row.series_count,
+            instance_count: row.instance_count,
+            state: row.state(now).as_str().to_owned(),
+            deadline: opt_time(row.deadline),
+            reported_at: opt_time(row.reported_at),
+            study_date: row.study_date.clone(),
+            study_description: row.study_description.clone(),
+            institution_name: row.institution_name.clone(),
+        }
+    }
+}
+
+/// One study with everything known about it (`study UID`, `GET /api/studies/{uid}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyDetail {
+    #[serde(flatten)]
+    pub study: Study,
+    pub series: Vec<Series>,
+    pub instances: Vec<Instance>,
+    pub ingest_failures: Vec<IngestFailure>,
+    pub integrity_conflicts: Vec<IntegrityConflict>,
+    pub audit: Vec<AuditEntry>,
+}
+
+impl StudyDetail {
+    /// The study as of `now`, which decides whether it is overdue.
+    pub fn from_detail(detail: &catalog::StudyDetail, now: Timestamp) -> StudyDetail {
+        StudyDetail {
+            study: Study::from_row(&detail.study, now),
+            series: detail.series.iter().map(Series::from).collect(),
+            instances: detail.instances.iter().map(Instance::from).collect(),
+            ingest_failures: detail.failures.iter().map(IngestFailure::from).collect(),
+            integrity_conflicts: detail
+                .conflicts
+                .iter()
+                .map(IntegrityConflict::from)
+                .collect(),
+            audit: detail.audit.iter().map(AuditEntry::from).collect(),
+        }
+    }
+}
+
+/// A series of a study.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Series {
+    pub series_uid: String,
+    pub modality: Option<String>,
+    pub series_number: Option<i64>,
+    pub series_description: Option<String>,
+    pub instance_count: u64,
+    pub first_received_at: String,
+    pub last_received_at: String,
+}
+
+impl From<&catalog::SeriesRow> for Series {
+    fn from(row: &catalog::SeriesRow) -> Series {
+        Series {
+            series_uid: row.series_uid.clone(),
+            modality: row.modality.clone(),
+            series_number: row.series_number,
+            series_description: row.series_description.clone(),
+            instance_count: row.instance_count,
+            first_received_at: time(row.first_received_at),
+            last_received_at: time(row.last_received_at),
+        }
+    }
+}
+
+/// A stored instance. Its path on disk is an internal detail and not shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub sop_instance_uid: String,
+    pub series_uid: String,
+    pub sop_class_uid: String,
+    pub transfer_syntax: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub received_at: String,
+    pub calling_ae: String,
+}
+
+impl From<&catalog::InstanceRow> for Instance {
+    fn from(row: &catalog::InstanceRow) -> Instance {
+        Instance {
+            sop_instance_uid: row.sop_instance_uid.clone(),
+            series_uid: row.series_uid.clone(),
+            sop_class_uid: row.sop_class_uid.clone(),
+            transfer_syntax: row.transfer_syntax.clone(),
+            size_bytes: row.size_bytes,
+            sha256: row.sha256.clone(),
+            received_at: time(row.received_at),
+            calling_ae: row.calling_ae.clone(),
+        }
+    }
+}
+
+/// A rejected instance. `status` is the DIMSE status we answered, as a number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestFailure {
+    pub id: i64,
+    pub at: String,
+    pub calling_ae: String,
+    pub source: String,
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub study_uid: Option<String>,
+    pub status: u16,
+    pub reason: String,
+}
+
+impl From<&catalog::FailureRow> for IngestFailure {
+    fn from(row: &catalog::FailureRow) -> IngestFailure {
+        IngestFailure {
+            id: row.id,
+            at: time(row.at),
+            calling_ae: row.calling_ae.clone(),
+            source: row.source.clone(),
+            sop_class_uid: row.sop_class_uid.clone(),
+            sop_instance_uid: row.sop_instance_uid.clone(),
+            study_uid: row.study_uid.clone(),
+            status: row.status,
+            reason: row.reason.clone(),
+        }
+    }
+}
+
+/// An instance resent with different content under a known SOP Instance UID.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrityConflict {
+    pub id: i64,
+    pub at: String,
+    pub sop_instance_uid: String,
+    pub study_uid: Option<String>,
+    pub calling_ae: String,
+    pub existing_sha256: String,
+    pub new_sha256: String,
+    pub quarantine_path: String,
+}
+
+impl From<&catalog::ConflictRow> for IntegrityConflict {
+    fn from(row: &catalog::ConflictRow) -> IntegrityConflict {
+        IntegrityConflict {
+            id: row.id,
+            at: time(row.at),
+            sop_instance_uid: row.sop_instance_uid.clone(),
+            study_uid: row.study_uid.clone(),
+            calling_ae: row.calling_ae.clone(),
+            existing_sha256: row.existing_sha256.clone(),
+            new_sha256: row.new_sha256.clone(),
+            quarantine_path: row.quarantine_path.clone(),
+        }
+    }
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub study_uid: Option<String>,
+    pub detail: String,
+}
+
+impl From<&catalog::AuditRow> for AuditEntry {
+    fn from(row: &catalog::AuditRow) -> AuditEntry {
+        AuditEntry {
+            id: row.id,
+            at: time(row.at),
+            actor: row.actor.clone(),
+            action: row.action.clone(),
+            study_uid: row.study_uid.clone(),
+            detail: row.detail.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("test timestamp")
+    }
+
+    fn keys(value: &serde_json::Value) -> BTreeSet<&str> {
+        value
+            .as_object()
+            .expect("a JSON object")
+            .keys()
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn study_row() -> catalog::StudyRow {
+        catalog::StudyRow {
+            study_uid: "1.2.3".into(),
+            patient_id: Some("H123".into()),
+            accession_number: Some("ACC1".into()),
+            issuer_of_accession: None,
+            modalities: vec!["CT".into(), "SR".into()],
+            study_date: Some("20261122".into()),
+            study_time: Some("101500".into()),
+            study_description: Some("CT head".into()),
+            referring_physician: Some("Dr Who".into()),
+            institution_name: None,
+            source: "ed-ct".into(),
+            calling_ae: "CT1".into(),
+            first_received_at: ts("2026-11-22T10:15:00Z"),
+            last_received_at: ts("2026-11-22T10:16:30.25Z"),
+            series_count: 2,
+            instance_count: 7,
+            reported_at: None,
+            deadline: Some(ts("2026-11-23T10:15:00Z")),
+        }
+    }
+
+    const STUDY_KEYS: &[&str] = &[
+        "study_uid",
+        "accession_number",
+        "patient_id",
+        "modalities",
+        "source",
+        "calling_ae",
+        "first_received_at",
+        "last_received_at",
+        "series_count",
+        "instance_count",
+        "state",
+        "deadline",
+        "reported_at",
+        "study_date",
+        "study_description",
+        "institution_name",
+    ];
+
+    #[test]
+    fn study_has_exactly_the_design_keys_with_rfc3339_times_and_nulls() {
+        let row = study_row();
+        let value = serde_json::to_value(Study::from_row(&row, ts("2026-11-22T12:00:00Z")))
+            .expect("serialize");
+        assert_eq!(keys(&value), STUDY_KEYS.iter().copied().collect());
+        assert_eq!(value["modalities"], serde_json::json!(["CT", "SR"]));
+        assert_eq!(value["first_received_at"], "2026-11-22T10:15:00Z");
+        assert_eq!(value["last_received_at"], "2026-11-22T10:16:30.25Z");
+        assert_eq!(value["deadline"], "2026-11-23T10:15:00Z");
+        assert_eq!(value["reported_at"], serde_json::Value::Null);
+        assert_eq!(value["institution_name"], serde_json::Value::Null);
+        assert_eq!(value["series_count"], 2);
+        assert_eq!(value["state"], "unreported");
+        // Nothing named like a patient's name or birth date ever appears.
+        assert!(!value.to_string().to_lowercase().contains("patient_name"));
+    }
+
+    #[test]
+    fn study_state_follows_the_clock_and_the_report() {
+        let mut row = study_row();
+        let after_deadline = ts("2026-11-23T10:15:00.000001Z");
+        assert_eq!(Study::from_row(&row, after_deadline).state, "overdue");
+        row.reported_at = Some(ts("2026-11-22T18:00:00Z"));
+        let value = serde_json::to_value(Study::from_row(&row, after_deadline)).expect("json");
+        assert_eq!(value["state"], "reported");
+        assert_eq!(value["reported_at"], "2026-11-22T18:00:00Z");
+    }
+
+    #[test]
+    fn study_detail_flattens_the_study_and_nests_its_parts() {
+        let at = ts("2026-11-22T10:15:00Z");
+        let detail = catalog::StudyDetail {
+            study: study_row(),
+            series: vec![catalog::SeriesRow {
+                series_uid: "1.2.3.1".into(),
+                study_uid: "1.2.3".into(),
+                modality: Some("CT".into()),
+                series_number: Some(1),
+                series_description: None,
+                instance_count: 1,
+                first_received_at: at,
+                last_received_at: at,
+            }],
+            instances: vec![catalog::InstanceRow {
+                sop_instance_uid: "1.2.3.1.1".into(),
+                series_uid: "1.2.3.1".into(),
+                study_uid: "1.2.3".into(),
+                sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
+                transfer_syntax: "1.2.840.10008.1.2.1".into(),
+                size_bytes: 524_288,
+                sha256: "ab".repeat(32),
+                rel_path: "1.2.3/1.2.3.1/1.2.3.1.1.dcm".into(),
+                received_at: at,
+                calling_ae: "CT1".into(),
+            }],
+            failures: vec![catalog::FailureRow {
+                id: 4,
+                at,
+                calling_ae: "CT1".into(),
+                source: "ed-ct".into(),
+                sop_class_uid: None,
+                sop_instance_uid: Some("1.2.03".into()),
+                study_uid: Some("1.2.3".into()),
+                status: 0xC000,
+                reason: "truncated".into(),
+            }],
+            conflicts: vec![catalog::ConflictRow {
+                id: 1,
+                at,
+                sop_instance_uid: "1.2.3.1.1".into(),
+                study_uid: Some("1.2.3".into()),
+                calling_ae: "CT1".into(),
+                existing_sha256: "ab".repeat(32),
+                new_sha256: "cd".repeat(32),
+                quarantine_path: "quarantine/1".into(),
+            }],
+            audit: vec![catalog::AuditRow {
+                id: 9,
+                at,
+                actor: "system".into(),
+                action: "study_received".into(),
+                study_uid: Some("1.2.3".into()),
+                detail: "first instance".into(),
+            }],
+        };
+        let value = serde_json::to_value(StudyDetail::from_detail(&detail, at)).expect("json");
+        let mut expected: BTreeSet<&str> = STUDY_KEYS.iter().copied().collect();
+        expected.extend([
+            "series",
+            "instances",
+            "ingest_failures",
+            "integrity_conflicts",
+            "audit",
+        ]);
+        assert_eq!(keys(&value), expected);
+        assert_eq!(
+            keys(&value["series"][0]),
+            BTreeSet::from([
+                "series_uid",
+                "modality",
+                "series_number",
+                "series_description",
+                "instance_count",
+                "first_received_at",
+                "last_received_at",
+            ])
+        );
+        assert_eq!(
+            keys(&value["instances"][0]),
+            BTreeSet::from([
+                "sop_instance_uid",
+                "series_uid",
+                "sop_class_uid",
+                "transfer_syntax",
+                "size_bytes",
+                "sha256",
+                "received_at",
+                "calling_ae",
+            ])
+        );
+        assert_eq!(
+            keys(&value["ingest_failures"][0]),
+            BTreeSet::from([
+                "id",
+                "at",
+                "calling_ae",
+                "source",
+                "sop_class_uid",
+                "sop_instance_uid",
+                "study_uid",
+                "status",
+                "reason",
+            ])
+        );
+        assert_eq!(value["ingest_failures"][0]["status"], 0xC000);
+        assert_eq!(
+            keys(&value["integrity_conflicts"][0]),
+            BTreeSet::from([
+                "id",
+                "at",
+                "sop_instance_uid",
+                "study_uid",
+                "calling_ae",
+                "existing_sha256",
+                "new_sha256",
+                "quarantine_path",
+            ])
+        );
+        assert_eq!(
+            keys(&value["audit"][0]),
+            BTreeSet::from(["id", "at", "actor", "action", "study_uid", "detail"])
+        );
+        assert_eq!(value["audit"][0]["at"], "2026-11-22T10:15:00Z");
+        // The round trip through Deserialize gives back the same shape.
+        let back: StudyDetail = serde_json::from_value(value).expect("deserialize");
+        assert_eq!(back, StudyDetail::from_detail(&detail, at));
+    }
+}
