@@ -1,0 +1,117 @@
+//! The one place where the subsystems are wired together: `serve` opens the
+//! storage and the catalog, starts every listener on already-bound sockets,
+//! tells systemd it is ready, and on shutdown lets in-flight DIMSE messages
+//! finish within the grace period.
+//!
+//! Taking bound listeners and a cancellation token (rather than binding and
+//! installing signal handlers here) is what lets a test run the real
+//! gateway in-process on port 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::scp::{Scp, Settings};
+use crate::storage::Storage;
+
+/// The sockets `serve` listens on, bound before anything else starts.
+pub struct Listeners {
+    pub dicom: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
+        let dicom = TcpListener::bind(config.dicom.listen)
+            .await
+            .with_context(|| format!("cannot listen for DICOM on {}", config.dicom.listen))?;
+        Ok(Listeners { dicom })
+    }
+}
+
+/// Runs the gateway until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!(key = %warning.key, "{}", warning.message);
+    }
+    let storage_cfg = config.storage.clone();
+    let storage = tokio::task::spawn_blocking(move || {
+        Storage::open(
+            &storage_cfg.path,
+            storage_cfg.fsync,
+            storage_cfg.min_free_bytes,
+        )
+    })
+    .await?
+    .with_context(|| format!("cannot open storage at {}", config.storage.path.display()))?;
+    let catalog = Catalog::open(&config.catalog.path, config.storage.fsync).with_context(|| {
+        format!(
+            "cannot open the catalog at {}",
+            config.catalog.path.display()
+        )
+    })?;
+    let metrics = Metrics::new();
+    let ingest = Ingest::new(storage, catalog.clone(), Arc::clone(&metrics));
+    let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));
+
+    let tracker = TaskTracker::new();
+    let dicom_addr = listeners.dicom.local_addr()?;
+    tracker.spawn(Arc::clone(&scp).run(listeners.dicom, shutdown.clone(), tracker.clone()));
+    tracing::info!(
+        listen = %dicom_addr,
+        ae_title = %config.dicom.ae_title,
+        storage = %config.storage.path.display(),
+        fsync = config.storage.fsync,
+        "studywatch ready"
+    );
+    notify_systemd_ready(&shutdown);
+
+    shutdown.cancelled().await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: letting in-flight messages finish");
+    tracker.close();
+    if tokio::time::timeout(config.server.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over with associations still open; exiting");
+    }
+    // Give the catalog thread its queued commits before leaving.
+    tokio::task::spawn_blocking(move || catalog.shutdown())
+        .await
+        .ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Tells systemd (Type=notify) that the listeners are bound, and pets its
+/// watchdog at half the configured interval while the process runs.
+fn notify_systemd_ready(shutdown: &CancellationToken) {
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "not under systemd notify");
+    }
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        let period = (interval / 2).max(Duration::from_millis(100));
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                }
+            }
+        });
+    }
+}

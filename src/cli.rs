@@ -1,0 +1,361 @@
+//! The command line: argument definitions and every command other than
+//! `serve`. Commands work on the catalog directly (SQLite WAL lets them run
+//! beside the server, and they work when it is down).
+//!
+//! Exit codes (DESIGN.md): 0 success; 1 the command ran and found a
+//! problem; 2 usage error (clap); 78 configuration error.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::catalog::{Store, StudyFilter, StudyState};
+use crate::config::Config;
+
+pub const EXIT_PROBLEM: u8 = 1;
+pub const EXIT_CONFIG: u8 = 78;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "studywatch",
+    version,
+    about = "DICOM image-store gateway that watches every study until it is reported"
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "conf/studywatch.toml",
+        env = "STUDYWATCH_CONFIG"
+    )]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway: every listener, until SIGTERM or SIGINT.
+    Serve,
+    /// Validate the configuration and print the effective settings.
+    CheckConfig,
+    /// List studies.
+    Studies(StudiesArgs),
+    /// Show one study: series, instances, failures, audit trail.
+    Study {
+        uid: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash stored files against the catalog (fixity check).
+    Verify {
+        /// Only this study.
+        #[arg(long)]
+        study: Option<String>,
+    },
+    /// Send a C-ECHO to AE@HOST:PORT.
+    Echo {
+        peer: crate::scu::Peer,
+        /// Calling AE title (default: ours from the configuration).
+        #[arg(long)]
+        aet: Option<String>,
+    },
+    /// Send DICOM files with C-STORE, each in its own transfer syntax.
+    Send {
+        #[arg(long)]
+        to: crate::scu::Peer,
+        /// Calling AE title (default: ours from the configuration).
+        #[arg(long)]
+        aet: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StudiesArgs {
+    #[arg(long, group = "state")]
+    pub unreported: bool,
+    #[arg(long, group = "state")]
+    pub overdue: bool,
+    #[arg(long, group = "state")]
+    pub reported: bool,
+    /// At most this many studies.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Loads the configuration, printing every problem and returning the
+/// config exit code on failure.
+pub fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("studywatch: configuration {} is not valid:", path.display());
+        for p in &e.problems {
+            if p.key.is_empty() {
+                eprintln!("  {}", p.message);
+            } else {
+                eprintln!("  {}: {}", p.key, p.message);
+            }
+        }
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Runs a command other than `serve`.
+pub fn run(cli: Cli) -> ExitCode {
+    let config = match load_config(&cli.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let result = match cli.command {
+        Command::Serve => unreachable!("serve is handled by main"),
+        Command::CheckConfig => check_config(&config),
+        Command::Studies(args) => studies(&config, &args),
+        Command::Study { uid, json } => study(&config, &uid, json),
+        Command::Verify { study } => verify(&config, study.as_deref()),
+        Command::Echo { peer, aet } => echo(&config, &peer, aet),
+        Command::Send { to, aet, files } => send(&config, &to, aet, &files),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("studywatch: {e:#}");
+            ExitCode::from(EXIT_PROBLEM)
+        }
+    }
+}
+
+fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
+    print!("{}", config.effective_toml());
+    for w in config.warnings() {
+        eprintln!("warning: {}: {}", w.key, w.message);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.catalog.path, config.storage.fsync).with_context(|| {
+        format!(
+            "cannot open the catalog at {}",
+            config.catalog.path.display()
+        )
+    })
+}
+
+fn studies(config: &Config, args: &StudiesArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let state = if args.unreported {
+        Some(StudyState::Unreported)
+    } else if args.overdue {
+        Some(StudyState::Overdue)
+    } else if args.reported {
+        Some(StudyState::Reported)
+    } else {
+        None
+    };
+    let rows = store.studies(&StudyFilter {
+        state,
+        limit: args.limit,
+    })?;
+    let now = jiff::Timestamp::now();
+    let shapes: Vec<crate::json::Study> = rows
+        .iter()
+        .map(|r| crate::json::Study::from_row(r, now))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &shapes)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<64}  {:<16}  {:<10}  {:>6}  {:<11}  FIRST RECEIVED",
+        "STUDY UID", "ACCESSION", "MODALITIES", "IMAGES", "STATE"
+    )?;
+    for s in &shapes {
+        writeln!(
+            out,
+            "{:<64}  {:<16}  {:<10}  {:>6}  {:<11}  {}",
+            s.study_uid,
+            s.accession_number.as_deref().unwrap_or("-"),
+            s.modalities.join(","),
+            s.instance_count,
+            s.state,
+            s.first_received_at,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let Some(detail) = store.study(uid)? else {
+        eprintln!("studywatch: no study {uid} in the catalog");
+        return Ok(ExitCode::from(EXIT_PROBLEM));
+    };
+    let shape = crate::json::StudyDetail::from_detail(&detail, jiff::Timestamp::now());
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &shape)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let s = &shape.study;
+    writeln!(out, "study        {}", s.study_uid)?;
+    writeln!(
+        out,
+        "accession    {}",
+        s.accession_number.as_deref().unwrap_or("-")
+    )?;
+    writeln!(
+        out,
+        "patient id   {}",
+        s.patient_id.as_deref().unwrap_or("-")
+    )?;
+    writeln!(out, "modalities   {}", s.modalities.join(","))?;
+    writeln!(
+        out,
+        "source       {} (calling AE {})",
+        s.source, s.calling_ae
+    )?;
+    writeln!(
+        out,
+        "received     {} .. {}",
+        s.first_received_at, s.last_received_at
+    )?;
+    writeln!(out, "state        {}", s.state)?;
+    writeln!(out, "series       {}", s.series_count)?;
+    writeln!(out, "instances    {}", s.instance_count)?;
+    for i in &shape.instances {
+        writeln!(
+            out,
+            "  {}  {}  {} bytes  sha256 {}",
+            i.sop_instance_uid, i.transfer_syntax, i.size_bytes, i.sha256
+        )?;
+    }
+    for f in &shape.ingest_failures {
+        writeln!(out, "  refused {}  {:#06X}  {}", f.at, f.status, f.reason)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(config: &Config, study: Option<&str>) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let instances = store.instances(study)?;
+    let (mut ok, mut bad) = (0usize, 0usize);
+    for inst in &instances {
+        let path = config.storage.path.join(&inst.rel_path);
+        match crate::ingest::hash_stored_file(&path) {
+            Ok(hash) if hash == inst.sha256 => ok += 1,
+            Ok(hash) => {
+                bad += 1;
+                println!(
+                    "CHANGED  {}  {}  (catalog {}, file {})",
+                    inst.sop_instance_uid,
+                    path.display(),
+                    inst.sha256,
+                    hash
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                bad += 1;
+                println!("MISSING  {}  {}", inst.sop_instance_uid, path.display());
+            }
+            Err(e) => {
+                bad += 1;
+                println!(
+                    "UNREADABLE  {}  {}: {e}",
+                    inst.sop_instance_uid,
+                    path.display()
+                );
+            }
+        }
+    }
+    println!(
+        "{ok} intact, {bad} missing or changed, of {} instances",
+        instances.len()
+    );
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEM)
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // Multi-threaded: dicom-ul's P-DATA writer flushes on drop with
+    // `block_in_place`, which a current-thread runtime does not allow.
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?)
+}
+
+fn echo(config: &Config, peer: &crate::scu::Peer, aet: Option<String>) -> anyhow::Result<ExitCode> {
+    let calling = aet.unwrap_or_else(|| config.dicom.ae_title.clone());
+    let status = runtime()?.block_on(crate::scu::echo(&calling, peer))?;
+    println!(
+        "C-ECHO {}@{}: {:#06X} {}",
+        peer.ae_title,
+        peer.address,
+        status,
+        crate::scp::status_name(status)
+    );
+    Ok(if status == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEM)
+    })
+}
+
+fn send(
+    config: &Config,
+    peer: &crate::scu::Peer,
+    aet: Option<String>,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
+    let calling = aet.unwrap_or_else(|| config.dicom.ae_title.clone());
+    let results = runtime()?.block_on(crate::scu::send(&calling, peer, files))?;
+    let mut failed = 0;
+    for r in &results {
+        match r.status {
+            Some(s) => {
+                if s != 0 && (s & 0xF000) != 0xB000 {
+                    failed += 1;
+                }
+                let comment = r
+                    .comment
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default();
+                println!(
+                    "{}: {:#06X} {}{}",
+                    r.path.display(),
+                    s,
+                    crate::scp::status_name(s),
+                    comment
+                );
+            }
+            None => {
+                failed += 1;
+                println!(
+                    "{}: not sent: {}",
+                    r.path.display(),
+                    r.comment.as_deref().unwrap_or("unknown error")
+                );
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PROBLEM)
+    })
+}

@@ -1,0 +1,30 @@
+//! studywatch: a DICOM image-store gateway that receives studies, proves
+//! every image arrived intact, records every study in a catalog, and makes
+//! sure none goes unreported silently.
+//!
+//! # Layout
+//! - [`app`] — wires the subsystems together and runs `serve`.
+//! - [`config`] — the TOML file, validated into a typed [`config::Config`].
+//! - [`scp`] — DICOM associations: C-ECHO, C-STORE, limits, shutdown.
+//! - [`dimse`] — DIMSE command sets: decode requests, encode responses.
+//! - [`ingest`] — a received data set → verified, durable, catalogued instance.
+//! - [`storage`] — files on disk: temp files, durable rename, quarantine.
+//! - [`catalog`] — the SQLite catalog; the only module that writes SQL.
+//! - [`json`] — the JSON shapes shared by the CLI's `--json` and the HTTP API.
+//! - [`metrics`] — Prometheus counters and gauges.
+//! - [`scu`] — the diagnostic SCU behind `echo` and `send`.
+//! - [`cli`] — the command-line commands other than `serve`.
+//! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
+
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod dimse;
+pub mod ingest;
+pub mod json;
+pub mod metrics;
+pub mod scp;
+pub mod scu;
+pub mod storage;
+pub mod uid;

@@ -1,0 +1,325 @@
+//! The diagnostic SCU behind `studywatch echo` and `studywatch send`: a
+//! C-ECHO, and C-STORE of files exactly as they are on disk (each file's
+//! own transfer syntax is proposed; nothing is transcoded).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dicom_ul::ClientAssociationOptions;
+use dicom_ul::association::client::AsyncClientAssociation;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::dimse::{self, Reply, field};
+
+/// A peer written `AE@HOST:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub ae_title: String,
+    pub address: String,
+}
+
+impl std::str::FromStr for Peer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Peer, String> {
+        let (ae, addr) = s.split_once('@').ok_or("expected AE@HOST:PORT")?;
+        if ae.is_empty() || ae.len() > 16 {
+            return Err("the AE title must be 1-16 characters".into());
+        }
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err("expected AE@HOST:PORT with a numeric port".into());
+        }
+        Ok(Peer {
+            ae_title: ae.to_owned(),
+            address: addr.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("association with {0} failed: {1}")]
+    Association(String, String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The result of storing one file.
+#[derive(Clone, Debug)]
+pub struct FileResult {
+    pub path: PathBuf,
+    /// None when the file could not be sent at all.
+    pub status: Option<u16>,
+    pub comment: Option<String>,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn options(calling: &str, peer: &Peer) -> ClientAssociationOptions<'static> {
+    ClientAssociationOptions::new()
+        .calling_ae_title(calling.to_owned())
+        .called_ae_title(peer.ae_title.clone())
+        .max_pdu_length(65536)
+        .read_timeout(TIMEOUT)
+        .write_timeout(TIMEOUT)
+        .connection_timeout(Duration::from_secs(10))
+}
+
+/// Sends one C-ECHO and returns its status.
+pub async fn echo(calling: &str, peer: &Peer) -> Result<u16, Error> {
+    let mut assoc = options(calling, peer)
+        .with_abstract_syntax(crate::scp::VERIFICATION)
+        .establish_async(peer.address.as_str())
+        .await
+        .map_err(|e| Error::Association(peer.address.clone(), e.to_string()))?;
+    let pc_id = accepted_context(&assoc, crate::scp::VERIFICATION)
+        .ok_or_else(|| Error::Protocol("Verification was not accepted".into()))?;
+    let cmd = dimse::encode_request(field::C_ECHO_RQ, 1, crate::scp::VERIFICATION, None, false);
+    send_command(&mut assoc, pc_id, cmd).await?;
+    let reply = receive_reply(&mut assoc).await?;
+    let _ = assoc.release().await;
+    Ok(reply.status)
+}
+
+struct FileInfo {
+    path: PathBuf,
+    sop_class: String,
+    sop_instance: String,
+    ts: String,
+    data_offset: u64,
+}
+
+fn inspect(path: &Path) -> Result<FileInfo, Error> {
+    use std::io::{Read, Seek};
+    let err = |source| Error::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut preamble = [0u8; 128];
+    file.read_exact(&mut preamble).map_err(err)?;
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut file).map_err(|e| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    })?;
+    let data_offset = file.stream_position().map_err(err)?;
+    Ok(FileInfo {
+        path: path.to_path_buf(),
+        sop_class: crate::uid::trim(meta.media_storage_sop_class_uid()).to_owned(),
+        sop_instance: crate::uid::trim(meta.media_storage_sop_instance_uid()).to_owned(),
+        ts: crate::uid::trim(meta.transfer_syntax()).to_owned(),
+        data_offset,
+    })
+}
+
+/// Stores every file on one association, proposing each file's own SOP
+/// class and transfer syntax, and returns a result per file.
+pub async fn send(calling: &str, peer: &Peer, files: &[PathBuf]) -> Result<Vec<FileResult>, Error> {
+    let mut results = Vec::new();
+    let mut infos = Vec::new();
+    for path in files {
+        match inspect(path) {
+            Ok(info) => infos.push(info),
+            Err(e) => results.push(FileResult {
+                path: path.clone(),
+                status: None,
+                comment: Some(e.to_string()),
+            }),
+        }
+    }
+    if infos.is_empty() {
+        return Ok(results);
+    }
+    let mut contexts: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for info in &infos {
+        contexts.insert((info.sop_class.clone(), info.ts.clone()), ());
+    }
+    if contexts.len() > 128 {
+        return Err(Error::Protocol(
+            "more than 128 distinct SOP class / transfer syntax pairs".into(),
+        ));
+    }
+    let mut opts = options(calling, peer);
+    for (sop, ts) in contexts.keys() {
+        opts = opts.with_presentation_context(sop.clone(), vec![ts.clone()]);
+    }
+    let mut assoc = opts
+        .establish_async(peer.address.as_str())
+        .await
+        .map_err(|e| Error::Association(peer.address.clone(), e.to_string()))?;
+    let negotiated: Vec<(u8, String, String)> = assoc
+        .presentation_contexts()
+        .iter()
+        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+        .map(|pc| {
+            (
+                pc.id,
+                pc.abstract_syntax.clone(),
+                pc.transfer_syntax.clone(),
+            )
+        })
+        .collect();
+    for (n, info) in infos.into_iter().enumerate() {
+        let message_id = (n % 65535 + 1) as u16;
+        let pc = negotiated.iter().find(|(_, a, t)| {
+            crate::uid::trim(a) == info.sop_class && crate::uid::trim(t) == info.ts
+        });
+        let Some((pc_id, _, _)) = pc else {
+            results.push(FileResult {
+                path: info.path,
+                status: None,
+                comment: Some(format!(
+                    "SOP class {} in {} was not accepted",
+                    info.sop_class, info.ts
+                )),
+            });
+            continue;
+        };
+        let cmd = dimse::encode_request(
+            field::C_STORE_RQ,
+            message_id,
+            &info.sop_class,
+            Some(&info.sop_instance),
+            true,
+        );
+        send_command(&mut assoc, *pc_id, cmd).await?;
+        send_data_set(&mut assoc, *pc_id, &info).await?;
+        let reply = receive_reply(&mut assoc).await?;
+        if reply.message_id_responded != message_id {
+            return Err(Error::Protocol(format!(
+                "response to message {} while waiting for {message_id}",
+                reply.message_id_responded
+            )));
+        }
+        results.push(FileResult {
+            path: info.path,
+            status: Some(reply.status),
+            comment: reply.error_comment,
+        });
+    }
+    let _ = assoc.release().await;
+    Ok(results)
+}
+
+fn accepted_context(
+    assoc: &AsyncClientAssociation<TcpStream>,
+    abstract_syntax: &str,
+) -> Option<u8> {
+    assoc
+        .presentation_contexts()
+        .iter()
+        .find(|pc| {
+            pc.reason == PresentationContextResultReason::Acceptance
+                && crate::uid::trim(&pc.abstract_syntax) == abstract_syntax
+        })
+        .map(|pc| pc.id)
+}
+
+async fn send_command(
+    assoc: &mut AsyncClientAssociation<TcpStream>,
+    pc_id: u8,
+    data: Vec<u8>,
+) -> Result<(), Error> {
+    let pdu = Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc_id,
+            value_type: PDataValueType::Command,
+            is_last: true,
+            data,
+        }],
+    };
+    assoc
+        .send(&pdu)
+        .await
+        .map_err(|e| Error::Protocol(format!("cannot send a command: {e}")))
+}
+
+async fn send_data_set(
+    assoc: &mut AsyncClientAssociation<TcpStream>,
+    pc_id: u8,
+    info: &FileInfo,
+) -> Result<(), Error> {
+    let err = |source| Error::File {
+        path: info.path.clone(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(&info.path).await.map_err(err)?;
+    tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(info.data_offset))
+        .await
+        .map_err(err)?;
+    let mut writer = assoc.send_pdata(pc_id);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf).await.map_err(err)?;
+        if n == 0 {
+            break;
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut writer, &buf[..n])
+            .await
+            .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))?;
+    }
+    writer
+        .finish()
+        .await
+        .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))
+}
+
+async fn receive_reply(assoc: &mut AsyncClientAssociation<TcpStream>) -> Result<Reply, Error> {
+    let mut buf = Vec::new();
+    loop {
+        match assoc
+            .receive()
+            .await
+            .map_err(|e| Error::Protocol(format!("no response: {e}")))?
+        {
+            Pdu::PData { data } => {
+                for pdv in data {
+                    if pdv.value_type != PDataValueType::Command {
+                        continue;
+                    }
+                    buf.extend_from_slice(&pdv.data);
+                    if pdv.is_last {
+                        return Reply::decode(&buf).map_err(|e| Error::Protocol(e.to_string()));
+                    }
+                }
+            }
+            Pdu::AbortRQ { source } => {
+                return Err(Error::Protocol(format!("peer aborted: {source:?}")));
+            }
+            other => {
+                return Err(Error::Protocol(format!(
+                    "unexpected {}",
+                    other.short_description()
+                )));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_peer_addresses() {
+        let p: Peer = "PACS@127.0.0.1:104".parse().unwrap();
+        assert_eq!(p.ae_title, "PACS");
+        assert_eq!(p.address, "127.0.0.1:104");
+        assert!("PACS".parse::<Peer>().is_err());
+        assert!("@127.0.0.1:104".parse::<Peer>().is_err());
+        assert!("PACS@host".parse::<Peer>().is_err());
+    }
+}
