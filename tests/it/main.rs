@@ -1,0 +1,10 @@
+//! Integration tests: the gateway driven through the interfaces users touch
+//! — DICOM on the wire from real peers (DCMTK, pynetdicom), the CLI, and
+//! files on disk.
+
+mod harness;
+
+mod association;
+// mod cli;
+// mod durability;
+mod ingest;
