@@ -267,3 +267,128 @@ pub fn data_set_bytes(path: &Path) -> Vec<u8> {
     f.read_to_end(&mut all).unwrap();
     all
 }
+
+/// The gateway as a separate process (for kill -9, signals and strace).
+pub struct GatewayProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes a config for a gateway process under `dir` listening on `port`.
+pub fn write_process_config(dir: &Path, port: u16, opts: &Options) -> PathBuf {
+    let path = dir.join("studywatch.toml");
+    std::fs::write(&path, config_text(dir, &format!("127.0.0.1:{port}"), opts)).unwrap();
+    path
+}
+
+impl GatewayProcess {
+    /// Starts `studywatch serve`, optionally under a wrapper (e.g. strace),
+    /// and waits until it answers C-ECHO.
+    pub fn start(config: &Path, port: u16, wrapper: &[&str]) -> GatewayProcess {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let log =
+            std::fs::File::create(config.with_extension(format!("log.{}", std::process::id())))
+                .unwrap();
+        let child = cmd
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start studywatch");
+        let gw = GatewayProcess { child, port };
+        wait_for(
+            "the gateway process to answer C-ECHO",
+            Duration::from_secs(30),
+            || echoscu(port, &["-aet", "PROBE"]).status.success(),
+        );
+        gw
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Signals the gateway: the child itself, or when it runs under a
+    /// wrapper (strace), the wrapper's child.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        let target = children
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_else(|| pid.to_string());
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(target)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Generates `n` small CT instances named by SOP Instance UID.
+pub fn make_series(n: usize, dir: &Path) -> Vec<PathBuf> {
+    let out = python(
+        "tests/peers/make_series.py",
+        &[&n.to_string(), dir.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), n);
+    files
+}
+
+/// Every `.dcm` file under the storage root outside the bookkeeping folders.
+pub fn stored_files(storage: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(storage).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if p.is_dir() && ![".tmp", "quarantine", "rejected"].contains(&name.as_str()) {
+            walk(&p, &mut out);
+        }
+    }
+    out
+}

@@ -5,6 +5,6 @@
 mod harness;
 
 mod association;
-// mod cli;
-// mod durability;
+mod cli;
+mod durability;
 mod ingest;

@@ -1,0 +1,165 @@
+//! The command line: exit codes, JSON shapes, and the fixity check.
+
+use crate::harness::*;
+
+#[test]
+fn check_config_prints_the_effective_config_and_exits_78_on_errors() {
+    let gw = TestGateway::start();
+    let out = gw.cli(&["check-config"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ae_title = \"STUDYWATCH\""),
+        "{}",
+        show(&out)
+    );
+
+    let bad = gw.dir.path().join("bad.toml");
+    std::fs::write(&bad, "version = 1\n[dicom]\nae_title = \"A_TITLE_FAR_TOO_LONG_FOR_DICOM\"\nmax_associations = 0\n").unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["--config", bad.to_str().unwrap(), "check-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dicom.ae_title") && err.contains("dicom.max_associations"),
+        "every problem at once: {err}"
+    );
+
+    // Every shipped config file is valid.
+    for file in ["conf/studywatch.toml", "conf/examples/production.toml"] {
+        let out = std::process::Command::new(bin())
+            .args([
+                "--config",
+                repo().join(file).to_str().unwrap(),
+                "check-config",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", show(&out));
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = std::process::Command::new(bin())
+        .args(["studies", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn studies_and_study_print_the_shared_json_shapes() {
+    let gw = TestGateway::start();
+    let case = manifest()
+        .into_iter()
+        .find(|c| c.path == "valid/ct_implicit_le.dcm")
+        .unwrap();
+    let to = format!("{AE}@127.0.0.1:{}", gw.port);
+    let out = gw.cli(&["send", "--to", &to, corpus(&case.path).to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    let out = gw.cli(&["studies", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let studies: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &studies[0];
+    for key in [
+        "study_uid",
+        "accession_number",
+        "patient_id",
+        "modalities",
+        "source",
+        "calling_ae",
+        "first_received_at",
+        "last_received_at",
+        "series_count",
+        "instance_count",
+        "state",
+        "deadline",
+        "reported_at",
+    ] {
+        assert!(s.get(key).is_some(), "study object lacks {key}: {s}");
+    }
+    assert_eq!(s["state"], "unreported");
+    assert_eq!(
+        s["calling_ae"], AE,
+        "our send uses our AE title as the calling AE"
+    );
+    assert_eq!(s["instance_count"], 1);
+    assert!(s["deadline"].is_null());
+    let uid = s["study_uid"].as_str().unwrap();
+
+    let out = gw.cli(&["study", uid, "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let detail: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        detail["instances"][0]["sop_instance_uid"],
+        case.sop_instance.as_str()
+    );
+
+    let out = gw.cli(&["study", "1.2.3.4.5.6.7.8.9"]);
+    assert_eq!(out.status.code(), Some(1));
+    // Patient names never leave the data set: not in the catalog's output.
+    let text = String::from_utf8_lossy(&gw.cli(&["study", uid]).stdout).into_owned();
+    assert!(!text.contains("TEST^CORPUS"), "{text}");
+}
+
+#[test]
+fn verify_reports_changed_and_missing_files_and_exits_1() {
+    let gw = TestGateway::start();
+    let cases: Vec<Case> = manifest()
+        .into_iter()
+        .filter(|c| c.status == 0)
+        .take(3)
+        .collect();
+    let to = format!("{AE}@127.0.0.1:{}", gw.port);
+    let files: Vec<String> = cases
+        .iter()
+        .map(|c| corpus(&c.path).display().to_string())
+        .collect();
+    let mut args = vec!["send", "--to", to.as_str()];
+    args.extend(files.iter().map(String::as_str));
+    assert!(gw.cli(&args).status.success());
+    let out = gw.cli(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("3 intact"),
+        "{}",
+        show(&out)
+    );
+
+    let store = gw.catalog();
+    let rows = store.instances(None).unwrap();
+    let changed = gw.storage().join(&rows[0].rel_path);
+    let mut bytes = std::fs::read(&changed).unwrap();
+    let n = bytes.len() - 1;
+    bytes[n] ^= 0x01;
+    std::fs::write(&changed, bytes).unwrap();
+    std::fs::remove_file(gw.storage().join(&rows[1].rel_path)).unwrap();
+    let out = gw.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("CHANGED") && text.contains(&rows[0].sop_instance_uid),
+        "{text}"
+    );
+    assert!(
+        text.contains("MISSING") && text.contains(&rows[1].sop_instance_uid),
+        "{text}"
+    );
+}
+
+#[test]
+fn echo_reports_success_and_an_unreachable_peer_exits_1() {
+    let gw = TestGateway::start();
+    let out = gw.cli(&["echo", &format!("{AE}@127.0.0.1:{}", gw.port)]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0x0000"),
+        "{}",
+        show(&out)
+    );
+    let out = gw.cli(&["echo", &format!("{AE}@127.0.0.1:{}", free_port())]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}

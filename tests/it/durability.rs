@@ -1,0 +1,255 @@
+//! A success status means durable: kill -9 in the middle of a transfer
+//! loses no acknowledged instance, and the system calls for one store
+//! happen in the order that makes that true.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::harness::*;
+
+#[test]
+fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_series(500, &dir.path().join("series"));
+    let port = free_port();
+    let config = write_process_config(dir.path(), port, &Options::default());
+    let mut gw = GatewayProcess::start(&config, port, &[]);
+
+    let mut sender = Command::new("python3")
+        .arg(repo().join("tests/peers/rawstore.py"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--aet",
+            "CRASHTEST",
+            "--aec",
+            AE,
+        ])
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for line in BufReader::new(sender.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if v["status"] == 0 {
+            let file = v["file"].as_str().unwrap().to_owned();
+            acknowledged.push(file);
+            if acknowledged.len() == 150 {
+                gw.kill9();
+            }
+        }
+    }
+    let _ = sender.wait();
+    assert!(
+        acknowledged.len() >= 150 && acknowledged.len() < 500,
+        "acknowledged {}",
+        acknowledged.len()
+    );
+
+    // Restart on the same storage and catalog.
+    let gw = GatewayProcess::start(&config, port, &[]);
+    let store =
+        studywatch::catalog::Store::open(&dir.path().join("catalog.sqlite3"), true).unwrap();
+    for file in &acknowledged {
+        let sop = std::path::Path::new(file)
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            store.lookup_instance(&sop).unwrap().is_some(),
+            "acknowledged {sop} is missing after kill -9"
+        );
+    }
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("verify")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // Partial files from the killed run are gone, and every stored file
+    // that is catalogued is whole.
+    let tmp = dir.path().join("storage/.tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "temp files survived a restart"
+    );
+    for path in stored_files(&dir.path().join("storage")) {
+        assert!(!path.to_string_lossy().ends_with(".part"), "{path:?}");
+    }
+    // The sender retries everything: all 500 end up stored exactly once.
+    let out = Command::new("python3")
+        .arg(repo().join("tests/peers/rawstore.py"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--aet",
+            "CRASHTEST",
+            "--aec",
+            AE,
+        ])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let ok = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("\"status\": 0"))
+        .count();
+    assert_eq!(ok, 500, "{}", show(&out));
+    assert_eq!(store.instances(None).unwrap().len(), 500);
+    drop(gw);
+}
+
+/// One traced system call: its index in time order and its text.
+struct Call {
+    text: String,
+}
+
+#[test]
+fn a_store_is_answered_only_after_file_rename_directory_and_catalog_are_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_process_config(dir.path(), port, &Options::default());
+    let trace = dir.path().join("trace.txt");
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let mut gw = GatewayProcess::start(
+        &config,
+        port,
+        &[
+            "strace",
+            "-f",
+            "-ttt",
+            "-yy",
+            "-o",
+            &trace_arg,
+            "-e",
+            "trace=fsync,fdatasync,rename,renameat,renameat2,write,writev,sendto,sendmsg",
+        ],
+    );
+    let case = manifest()
+        .into_iter()
+        .find(|c| c.path == "valid/mr_explicit_le.dcm")
+        .unwrap();
+    let out = dcmtk(
+        "dcmsend",
+        &[
+            "-aec",
+            AE,
+            "-aet",
+            "TRACED",
+            "127.0.0.1",
+            &port.to_string(),
+            corpus(&case.path).to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(gw_catalog_has(dir.path(), &case.sop_instance));
+    gw.signal("TERM");
+    let _ = gw.child.wait();
+
+    let mut calls: Vec<(f64, Call)> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ' ');
+            let _pid = parts.next()?;
+            let t: f64 = parts.next()?.parse().ok()?;
+            Some((
+                t,
+                Call {
+                    text: parts.next()?.to_owned(),
+                },
+            ))
+        })
+        .collect();
+    calls.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let calls: Vec<String> = calls.into_iter().map(|(_, c)| c.text).collect();
+    let find = |from: usize, what: &str, pred: &dyn Fn(&str) -> bool| -> usize {
+        calls[from..]
+            .iter()
+            .position(|c| pred(c))
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("no {what} after call {from}:\n{}", calls.join("\n")))
+    };
+    let sync = |c: &str| c.starts_with("fsync(") || c.starts_with("fdatasync(");
+    let file_sync = find(0, "fsync of the temp file", &|c| {
+        sync(c) && c.contains(".part>")
+    });
+    let rename = find(file_sync, "rename into place", &|c| {
+        c.starts_with("rename")
+            && c.contains(".part")
+            && c.contains(&format!("{}.dcm", case.sop_instance))
+    });
+    let dir_sync = find(rename, "fsync of the series directory", &|c| {
+        sync(c) && c.contains("/storage/") && !c.contains(".part") && !c.contains(".dcm")
+    });
+    let commit = find(dir_sync, "catalog commit fsync", &|c| {
+        sync(c) && c.contains("catalog.sqlite3-wal")
+    });
+    let gateway_socket = format!("TCP:[127.0.0.1:{port}->");
+    let respond = find(commit, "the response on the association", &|c| {
+        (c.starts_with("write(")
+            || c.starts_with("sendto(")
+            || c.starts_with("writev(")
+            || c.starts_with("sendmsg("))
+            && c.contains(&gateway_socket)
+    });
+    // Nothing was sent to the sender between the file sync and the commit.
+    for c in &calls[file_sync..commit] {
+        assert!(!c.contains(&gateway_socket), "sent before the commit: {c}");
+    }
+    assert!(file_sync < rename && rename < dir_sync && dir_sync < commit && commit < respond);
+}
+
+fn gw_catalog_has(dir: &std::path::Path, sop: &str) -> bool {
+    let store = studywatch::catalog::Store::open(&dir.join("catalog.sqlite3"), true).unwrap();
+    store.lookup_instance(sop).unwrap().is_some()
+}
+
+#[test]
+fn sigterm_lets_the_gateway_exit_within_its_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_process_config(dir.path(), port, &Options::default());
+    let mut gw = GatewayProcess::start(&config, port, &[]);
+    // An idle association is open when the signal arrives.
+    let mut holder = Command::new("python3")
+        .arg(repo().join("tests/peers/dimse_probe.py"))
+        .args(["hold", "--seconds", "20", "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("established"), "{first}");
+    let start = std::time::Instant::now();
+    gw.signal("TERM");
+    let mut exited = None;
+    wait_for(
+        "the gateway to exit after SIGTERM",
+        Duration::from_secs(10),
+        || {
+            exited = gw.child.try_wait().unwrap();
+            exited.is_some()
+        },
+    );
+    assert!(exited.unwrap().success(), "{exited:?}");
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}
