@@ -426,7 +426,9 @@ impl Walker<'_> {
                     items += 1;
                 }
                 _ => {
-                    return Err(self.malformed(format!("bad item {tag} in encapsulated pixel data")));
+                    return Err(
+                        self.malformed(format!("bad item {tag} in encapsulated pixel data"))
+                    );
                 }
             }
         }
