@@ -55,12 +55,15 @@ pub async fn serve(
     })
     .await?
     .with_context(|| format!("cannot open storage at {}", config.storage.path.display()))?;
-    let catalog = Catalog::open(&config.catalog.path, config.storage.fsync).with_context(|| {
-        format!(
-            "cannot open the catalog at {}",
-            config.catalog.path.display()
-        )
-    })?;
+    let (catalog_path, durable) = (config.catalog.path.clone(), config.storage.fsync);
+    let catalog = tokio::task::spawn_blocking(move || Catalog::open(&catalog_path, durable))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot open the catalog at {}",
+                config.catalog.path.display()
+            )
+        })?;
     let metrics = Metrics::new();
     let ingest = Ingest::new(storage, catalog.clone(), Arc::clone(&metrics));
     let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));

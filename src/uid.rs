@@ -31,11 +31,11 @@ pub enum Error {
     BadCharacter,
 }
 
-/// Strips the padding a UID may carry on the wire: trailing NULs (the
-/// standard's padding for UI values) and, leniently, trailing spaces that
-/// some stacks add.
+/// Strips the padding a UID carries on the wire: trailing NULs, the
+/// standard's padding for UI values. Anything else, a trailing space
+/// included, is left for the grammar check to refuse.
 pub fn trim(raw: &str) -> &str {
-    raw.trim_end_matches(['\0', ' '])
+    raw.trim_end_matches('\0')
 }
 
 impl Uid {

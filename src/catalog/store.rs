@@ -96,10 +96,7 @@ impl Store {
     /// The catalogued instance with this SOP Instance UID, if any.
     pub fn lookup_instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRow>, Error> {
         let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE sop_instance_uid = ?1");
-        Ok(self
-            .conn
-            .query_row(&sql, [sop_instance_uid], instance_from_row)
-            .optional()?)
+        Ok(cached_row(&self.conn, &sql, [sop_instance_uid], instance_from_row).optional()?)
     }
 
     /// Records one received instance in its own transaction: the instance row,
@@ -193,7 +190,8 @@ impl Store {
     pub fn record_failure(&mut self, f: &NewFailure) -> Result<i64, Error> {
         self.write(|conn| {
             let at = fmt_ts(f.at);
-            conn.execute(
+            cached_exec(
+                conn,
                 "INSERT INTO ingest_failures (at, calling_ae, source, sop_class_uid, \
                  sop_instance_uid, study_uid, status, reason) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -234,7 +232,8 @@ impl Store {
     pub fn record_conflict(&mut self, c: &NewConflict) -> Result<i64, Error> {
         self.write(|conn| {
             let at = fmt_ts(c.at);
-            conn.execute(
+            cached_exec(
+                conn,
                 "INSERT INTO integrity_conflicts (at, sop_instance_uid, study_uid, calling_ae, \
                  existing_sha256, new_sha256, quarantine_path) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -477,25 +476,25 @@ impl Store {
 /// The work of [`Store::record_instance`], inside a transaction or savepoint
 /// that the caller owns.
 fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
-    let exists = conn
-        .query_row(
-            "SELECT 1 FROM instances WHERE sop_instance_uid = ?1",
-            [&rec.sop_instance_uid],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let exists = cached_row(
+        conn,
+        "SELECT 1 FROM instances WHERE sop_instance_uid = ?1",
+        [&rec.sop_instance_uid],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some();
     if exists {
         return Err(Error::DuplicateInstance(rec.sop_instance_uid.clone()));
     }
 
-    let series_study: Option<String> = conn
-        .query_row(
-            "SELECT study_uid FROM series WHERE series_uid = ?1",
-            [&rec.series_uid],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let series_study: Option<String> = cached_row(
+        conn,
+        "SELECT study_uid FROM series WHERE series_uid = ?1",
+        [&rec.series_uid],
+        |r| r.get(0),
+    )
+    .optional()?;
     if let Some(existing) = &series_study {
         if *existing != rec.study_uid {
             return Err(Error::SeriesInOtherStudy {
@@ -509,18 +508,19 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
 
     let at = fmt_ts(rec.received_at);
     let modality = nonempty(&rec.modality);
-    let existing_modalities: Option<String> = conn
-        .query_row(
-            "SELECT modalities FROM studies WHERE study_uid = ?1",
-            [&rec.study_uid],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let existing_modalities: Option<String> = cached_row(
+        conn,
+        "SELECT modalities FROM studies WHERE study_uid = ?1",
+        [&rec.study_uid],
+        |r| r.get(0),
+    )
+    .optional()?;
     let new_study = existing_modalities.is_none();
     let modalities = merge_modalities(existing_modalities.as_deref().unwrap_or(""), modality);
 
     if new_study {
-        conn.execute(
+        cached_exec(
+            conn,
             "INSERT INTO studies (study_uid, patient_id, accession_number, issuer_of_accession, \
              modalities, study_date, study_time, study_description, referring_physician, \
              institution_name, source, calling_ae, first_received_at, last_received_at, \
@@ -555,7 +555,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
             &detail,
         )?;
     } else {
-        conn.execute(
+        cached_exec(
+            conn,
             "UPDATE studies SET \
              patient_id = coalesce(patient_id, ?2), \
              accession_number = coalesce(accession_number, ?3), \
@@ -590,7 +591,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
 
     let series_description = nonempty(&rec.series_description);
     if new_series {
-        conn.execute(
+        cached_exec(
+            conn,
             "INSERT INTO series (series_uid, study_uid, modality, series_number, \
              series_description, instance_count, first_received_at, last_received_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)",
@@ -604,7 +606,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
             ],
         )?;
     } else {
-        conn.execute(
+        cached_exec(
+            conn,
             "UPDATE series SET \
              modality = coalesce(modality, ?2), \
              series_number = coalesce(series_number, ?3), \
@@ -627,7 +630,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
     // it rather than wrap.
     let size_bytes = i64::try_from(rec.size_bytes)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    conn.execute(
+    cached_exec(
+        conn,
         "INSERT INTO instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, \
          transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -655,7 +659,8 @@ fn insert_audit(
     study_uid: Option<&str>,
     detail: &str,
 ) -> Result<i64, Error> {
-    conn.execute(
+    cached_exec(
+        conn,
         "INSERT INTO audit (at, actor, action, study_uid, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![at, actor, action, study_uid, detail],
     )?;
@@ -836,4 +841,24 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
         study_uid: r.get(4)?,
         detail: r.get(5)?,
     })
+}
+
+/// Runs a statement through the connection's statement cache: the hot path
+/// (one instance after another) then prepares each statement once.
+fn cached_exec<P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Queries one row through the connection's statement cache.
+fn cached_row<T, P: rusqlite::Params>(
+    conn: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
 }

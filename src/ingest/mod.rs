@@ -16,8 +16,9 @@
 pub mod parse;
 pub mod verify;
 
+use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -27,15 +28,15 @@ use crate::catalog::{self, Catalog, NewConflict, NewFailure, NewInstance};
 use crate::dimse::status;
 use crate::metrics::Metrics;
 use crate::storage::{Storage, TempFile};
-use crate::uid;
+use crate::uid::{self, Uid};
 use parse::{Encoding, SeekSource, StreamSource, Summary};
-use verify::{Claim, Identity, Refusal};
+use verify::{Identity, Refusal};
 
 /// Fragments in flight between an association and its writer: the bound
 /// on an association's memory is this many PDUs.
 const CHANNEL_DEPTH: usize = 4;
-/// Lock shards serialising work on the same SOP Instance UID.
-const SHARDS: usize = 64;
+/// How much received data accumulates before its writeback is started.
+const WRITEBACK_STEP: u64 = 256 * 1024;
 
 /// The implementation identity written into each file's meta header.
 pub const IMPLEMENTATION_CLASS_UID: &str = "1.2.826.0.1.3680043.10.1661.1";
@@ -92,7 +93,7 @@ pub struct Ingest {
     storage: Storage,
     catalog: Catalog,
     metrics: Arc<Metrics>,
-    locks: Vec<Mutex<()>>,
+    in_flight: InFlight,
 }
 
 /// A data set being received: feed it fragments, then finish it.
@@ -144,7 +145,7 @@ impl Ingest {
             storage,
             catalog,
             metrics,
-            locks: (0..SHARDS).map(|_| Mutex::new(())).collect(),
+            in_flight: InFlight::default(),
         })
     }
 
@@ -168,54 +169,53 @@ impl Ingest {
         rt: tokio::runtime::Handle,
     ) -> Outcome {
         let received_at = jiff::Timestamp::now();
-        let refuse = |refusal: Refusal, rx: &mut mpsc::Receiver<Chunk>, temp: Option<TempFile>| {
+        let refuse = |refusal: Refusal, rx: &mut mpsc::Receiver<Chunk>| {
             // Take the rest of the data set off the wire so that the
             // association can go on with the next message.
             while let Some(Chunk::Data(_)) = rx.blocking_recv() {}
-            self.refused(&req, refusal, temp, &rt, received_at)
+            self.refused(&req, refusal, None, None, &rt, received_at)
         };
-        if let Err(e) = uid::check(uid::trim(&req.sop_instance_uid)) {
-            return refuse(
-                Refusal::new(
-                    status::CANNOT_UNDERSTAND,
-                    "invalid_uid",
-                    format!("invalid Affected SOP Instance UID: {e}"),
-                ),
-                &mut rx,
-                None,
-            );
-        }
+        let sop = match Uid::parse(&req.sop_instance_uid) {
+            Ok(sop) => sop,
+            Err(e) => {
+                let reason = format!("invalid Affected SOP Instance UID: {e}");
+                return refuse(
+                    Refusal::new(status::CANNOT_UNDERSTAND, "invalid_uid", reason),
+                    &mut rx,
+                );
+            }
+        };
         if uid::trim(&req.sop_class_uid) != uid::trim(&req.context_abstract_syntax) {
             let reason = "SOP Class differs from the presentation context";
             return refuse(
                 Refusal::new(status::SOP_CLASS_NOT_SUPPORTED, "command_mismatch", reason),
                 &mut rx,
-                None,
             );
         }
         if !self.storage.has_room() {
+            let reason = "storage below its free-space floor";
             return refuse(
-                Refusal::new(
-                    status::OUT_OF_RESOURCES,
-                    "out_of_space",
-                    "storage below its free-space floor",
-                ),
+                Refusal::new(status::OUT_OF_RESOURCES, "out_of_space", reason),
                 &mut rx,
-                None,
             );
         }
+        // Only one store of a given SOP Instance UID at a time in this
+        // process, so the catalog lookup made now, while the data is still
+        // arriving, stays true until this store is done.
+        let _claim = self.in_flight.claim(sop.as_str());
+        let wanted = sop.as_str().to_owned();
+        let catalog = self.catalog.clone();
+        let existing =
+            rt.spawn(async move { catalog.call(move |s| s.lookup_instance(&wanted)).await });
+
         let mut temp = match self.storage.create_temp() {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot create a temp file");
+                let reason = format!("cannot create file: {e}");
                 return refuse(
-                    Refusal::new(
-                        status::OUT_OF_RESOURCES,
-                        "write_failed",
-                        format!("cannot create file: {e}"),
-                    ),
+                    Refusal::new(status::OUT_OF_RESOURCES, "write_failed", reason),
                     &mut rx,
-                    None,
                 );
             }
         };
@@ -224,6 +224,7 @@ impl Ingest {
         let mut write_error = temp.file.write_all(&header).err();
         let mut hasher = Sha256::new();
         let mut size = 0u64;
+        let mut flushed = 0u64;
         loop {
             match rx.blocking_recv() {
                 Some(Chunk::Data(data)) => {
@@ -231,6 +232,12 @@ impl Ingest {
                     size += data.len() as u64;
                     if write_error.is_none() {
                         write_error = temp.file.write_all(&data).err();
+                    }
+                    let written = data_start + size;
+                    if written - flushed >= WRITEBACK_STEP {
+                        self.storage
+                            .start_writeback(&temp, flushed, written - flushed);
+                        flushed = written;
                     }
                 }
                 Some(Chunk::End) => break,
@@ -243,68 +250,88 @@ impl Ingest {
         self.metrics.bytes_received.inc_by(size);
         if let Some(e) = write_error.or_else(|| self.storage.sync_temp(&temp).err()) {
             tracing::error!(error = %e, "writing a received instance failed");
-            let status = status::OUT_OF_RESOURCES;
-            return self.refused(
-                &req,
-                Refusal::new(status, "write_failed", format!("write failed: {e}")),
-                Some(temp),
-                &rt,
-                received_at,
+            let refusal = Refusal::new(
+                status::OUT_OF_RESOURCES,
+                "write_failed",
+                format!("write failed: {e}"),
             );
+            return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
         }
         let sha256 = hex::encode(hasher.finalize());
 
         let summary = match walk_file(&temp, data_start, &req.transfer_syntax) {
             Ok(s) => s,
+            Err(parse::Error::Io(e)) => {
+                // Our own read-back failed: not the sender's fault.
+                tracing::error!(error = %e, "cannot read back a received instance");
+                let refusal = Refusal::new(
+                    status::OUT_OF_RESOURCES,
+                    "write_failed",
+                    "cannot read back received data",
+                );
+                return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
+            }
             Err(e) => {
                 let kind = if matches!(e, parse::Error::Truncated(_)) {
                     "truncated"
                 } else {
                     "unparseable"
                 };
-                return self.refused(
-                    &req,
-                    Refusal::new(status::CANNOT_UNDERSTAND, kind, e.to_string()),
-                    Some(temp),
-                    &rt,
-                    received_at,
-                );
+                let refusal = Refusal::new(status::CANNOT_UNDERSTAND, kind, e.to_string());
+                return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
             }
         };
-        let claim = Claim {
+        let study =
+            parse::text(&summary, dicom_core::Tag(0x0020, 0x000D)).filter(|u| uid::is_valid(u));
+        let claim = verify::Claim {
             sop_class_uid: &req.sop_class_uid,
             sop_instance_uid: &req.sop_instance_uid,
             transfer_syntax: &req.transfer_syntax,
         };
         let identity = match verify::check(&summary, &claim) {
             Ok(id) => id,
-            Err(refusal) => return self.refused(&req, refusal, Some(temp), &rt, received_at),
+            Err(refusal) => {
+                return self.refused(&req, refusal, Some(temp), study, &rt, received_at);
+            }
         };
-        self.keep(req, identity, summary, temp, sha256, size, received_at, &rt)
+        let existing = match rt.block_on(existing) {
+            Ok(Ok(row)) => row,
+            Ok(Err(e)) => return self.catalog_failed(&req, e, temp, &rt, received_at),
+            Err(e) => {
+                tracing::error!(error = %e, "catalog lookup task failed");
+                let refusal =
+                    Refusal::new(status::OUT_OF_RESOURCES, "catalog", "catalog unavailable");
+                return self.refused(&req, refusal, Some(temp), study, &rt, received_at);
+            }
+        };
+        let received = Received {
+            identity,
+            summary,
+            temp,
+            sha256,
+            size,
+            received_at,
+        };
+        self.keep(req, received, existing, &rt)
     }
 
     /// Stores a verified instance, or recognises a resend.
-    #[allow(clippy::too_many_arguments)]
     fn keep(
         &self,
         req: Request,
-        id: Identity,
-        summary: Summary,
-        temp: TempFile,
-        sha256: String,
-        size: u64,
-        received_at: jiff::Timestamp,
+        received: Received,
+        existing: Option<catalog::InstanceRow>,
         rt: &tokio::runtime::Handle,
     ) -> Outcome {
-        let shard = shard_of(id.sop_instance.as_str());
-        // Poisoning only means another ingest task panicked; the guard
-        // protects no data of its own, so carry on.
-        let _guard = self.locks[shard].lock().unwrap_or_else(|p| p.into_inner());
-        let sop = id.sop_instance.as_str().to_owned();
-        let existing = match rt.block_on(self.catalog.call(move |s| s.lookup_instance(&sop))) {
-            Ok(row) => row,
-            Err(e) => return self.catalog_failed(&req, e, temp, rt, received_at),
-        };
+        let Received {
+            identity: id,
+            summary,
+            temp,
+            sha256,
+            size,
+            received_at,
+        } = received;
+        let study = Some(id.study.to_string());
         if let Some(row) = existing {
             if row.sha256 == sha256 {
                 self.storage.discard(temp);
@@ -316,17 +343,18 @@ impl Ingest {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot quarantine a conflicting instance");
-                    return Outcome::Refused(Refusal::new(
+                    let refusal = Refusal::new(
                         status::OUT_OF_RESOURCES,
                         "write_failed",
                         format!("write failed: {e}"),
-                    ));
+                    );
+                    return self.refused(&req, refusal, None, study, rt, received_at);
                 }
             };
             let conflict = NewConflict {
                 at: received_at,
                 sop_instance_uid: id.sop_instance.to_string(),
-                study_uid: Some(id.study.to_string()),
+                study_uid: study,
                 calling_ae: req.calling_ae.clone(),
                 existing_sha256: row.sha256,
                 new_sha256: sha256,
@@ -351,7 +379,7 @@ impl Ingest {
                     "write_failed",
                     format!("write failed: {e}"),
                 );
-                return self.refused(&req, refusal, None, rt, received_at);
+                return self.refused(&req, refusal, None, study, rt, received_at);
             }
         };
         let text = |g, e| parse::text(&summary, dicom_core::Tag(g, e));
@@ -386,19 +414,21 @@ impl Ingest {
                 Outcome::Stored
             }
             Err(e) => {
-                // The file is in place but not catalogued: take it back out so
-                // that nothing uncatalogued looks like an instance — unless the
-                // row exists after all, when the file is the stored instance.
-                if !matches!(e, catalog::Error::DuplicateInstance(..)) {
-                    let _ = std::fs::remove_file(self.storage.root().join(&rel_path));
-                }
-                tracing::error!(error = %e, "cannot commit an instance to the catalog");
-                self.metrics.failure("catalog");
-                Outcome::Refused(Refusal::new(
-                    status::OUT_OF_RESOURCES,
-                    "catalog",
-                    "catalog write failed",
-                ))
+                // The file is in place but not catalogued: take it back out
+                // so that nothing uncatalogued looks like an instance.
+                let _ = std::fs::remove_file(self.storage.root().join(&rel_path));
+                let refusal = match e {
+                    catalog::Error::SeriesInOtherStudy { .. } => Refusal::new(
+                        status::CANNOT_UNDERSTAND,
+                        "series_conflict",
+                        "SeriesInstanceUID already belongs to another study",
+                    ),
+                    e => {
+                        tracing::error!(error = %e, "cannot commit an instance to the catalog");
+                        Refusal::new(status::OUT_OF_RESOURCES, "catalog", "catalog write failed")
+                    }
+                };
+                self.refused(&req, refusal, None, study, rt, received_at)
             }
         }
     }
@@ -412,13 +442,8 @@ impl Ingest {
         at: jiff::Timestamp,
     ) -> Outcome {
         tracing::error!(error = %e, "catalog lookup failed");
-        self.refused(
-            req,
-            Refusal::new(status::OUT_OF_RESOURCES, "catalog", "catalog unavailable"),
-            Some(temp),
-            rt,
-            at,
-        )
+        let refusal = Refusal::new(status::OUT_OF_RESOURCES, "catalog", "catalog unavailable");
+        self.refused(req, refusal, Some(temp), None, rt, at)
     }
 
     /// Logs, counts and records a refusal; keeps the data for diagnosis.
@@ -427,6 +452,7 @@ impl Ingest {
         req: &Request,
         refusal: Refusal,
         temp: Option<TempFile>,
+        study_uid: Option<String>,
         rt: &tokio::runtime::Handle,
         at: jiff::Timestamp,
     ) -> Outcome {
@@ -445,7 +471,7 @@ impl Ingest {
             source: req.source.clone(),
             sop_class_uid: Some(req.sop_class_uid.clone()),
             sop_instance_uid: Some(req.sop_instance_uid.clone()),
-            study_uid: None,
+            study_uid,
             status: refusal.status,
             reason: refusal.reason.clone(),
         };
@@ -463,6 +489,55 @@ impl Ingest {
             }
         }
         Outcome::Refused(refusal)
+    }
+}
+
+/// A data set that passed verification, on its way into the store.
+struct Received {
+    identity: Identity,
+    summary: Summary,
+    temp: TempFile,
+    sha256: String,
+    size: u64,
+    received_at: jiff::Timestamp,
+}
+
+/// The SOP Instance UIDs being stored right now. A second store of the
+/// same UID (the same instance sent on two associations at once) waits for
+/// the first, so that "is it stored already?" has one answer per store.
+#[derive(Default)]
+struct InFlight {
+    uids: Mutex<HashSet<String>>,
+    released: Condvar,
+}
+
+/// Holds a claim on one SOP Instance UID until dropped.
+struct Claim<'a> {
+    owner: &'a InFlight,
+    uid: String,
+}
+
+impl InFlight {
+    fn claim(&self, uid: &str) -> Claim<'_> {
+        // Poisoning would mean a panic while the set was held; the set
+        // itself is still consistent (insert and remove are single calls).
+        let mut uids = self.uids.lock().unwrap_or_else(|p| p.into_inner());
+        while uids.contains(uid) {
+            uids = self.released.wait(uids).unwrap_or_else(|p| p.into_inner());
+        }
+        uids.insert(uid.to_owned());
+        Claim {
+            owner: self,
+            uid: uid.to_owned(),
+        }
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut uids = self.owner.uids.lock().unwrap_or_else(|p| p.into_inner());
+        uids.remove(&self.uid);
+        self.owner.released.notify_all();
     }
 }
 
@@ -535,10 +610,4 @@ pub fn hash_stored_file(path: &std::path::Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn shard_of(uid: &str) -> usize {
-    uid.bytes().fold(0usize, |h, b| {
-        h.wrapping_mul(31).wrapping_add(usize::from(b))
-    }) % SHARDS
 }
