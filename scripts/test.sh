@@ -27,7 +27,8 @@ fi
 # expected statuses in its MANIFEST.
 python3 test-dicom/verify.py
 
-cargo build --locked --all-targets
+# --workspace also builds the fuzz targets (fuzz/), so they never rot.
+cargo build --locked --workspace --all-targets
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
 else

@@ -75,9 +75,7 @@ pub enum Error {
 impl Command {
     /// Decodes a complete command set (all command fragments joined).
     pub fn decode(bytes: &[u8]) -> Result<Command, Error> {
-        let obj =
-            InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-                .map_err(|e| Error::Parse(e.to_string()))?;
+        let obj = read_command_set(bytes)?;
         let u16_of =
             |tag: Tag| -> Option<u16> { obj.get(tag).and_then(|e| e.value().to_int::<u16>().ok()) };
         let str_of = |tag: Tag| -> Option<String> {
@@ -236,9 +234,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn decode(bytes: &[u8]) -> Result<Reply, Error> {
-        let obj =
-            InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-                .map_err(|e| Error::Parse(e.to_string()))?;
+        let obj = read_command_set(bytes)?;
         let u16_of = |tag: Tag| obj.get(tag).and_then(|e| e.value().to_int::<u16>().ok());
         Ok(Reply {
             field: u16_of(tags::COMMAND_FIELD).ok_or(Error::Missing("Command Field"))?,
@@ -251,6 +247,18 @@ impl Reply {
                 .map(|s| s.trim().to_owned()),
         })
     }
+}
+
+/// Parses a command set. Its structure is walked first, so that no element
+/// length a peer declares can exceed the bytes actually received: the
+/// decoder behind it allocates a value's declared length before reading it.
+fn read_command_set(bytes: &[u8]) -> Result<InMemDicomObject, Error> {
+    use crate::ingest::parse::{self, Encoding, SeekSource};
+    let mut src = SeekSource::new(std::io::Cursor::new(bytes), 0, bytes.len() as u64)
+        .map_err(|e| Error::Parse(e.to_string()))?;
+    parse::walk(&mut src, Encoding::IMPLICIT_LE).map_err(|e| Error::Parse(e.to_string()))?;
+    InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| Error::Parse(e.to_string()))
 }
 
 /// Cuts an Error Comment to the 64 characters an LO value may hold, on a
@@ -319,6 +327,16 @@ mod tests {
         ] {
             assert!(Command::decode(junk).is_err());
         }
+    }
+
+    /// Regression: a command set declaring an element of 3.6 GB in 8 bytes
+    /// made the decoder allocate and zero gigabytes before failing, hanging
+    /// the association's task; it is now refused from its structure alone.
+    #[test]
+    fn a_declared_length_past_the_end_is_refused_before_decoding() {
+        let bytes = [0x25u8, 0x31, 0xaf, 0x5c, 0xf0, 0xb9, 0xa2, 0xd9];
+        assert!(matches!(Command::decode(&bytes), Err(Error::Parse(_))));
+        assert!(matches!(Reply::decode(&bytes), Err(Error::Parse(_))));
     }
 
     #[test]
