@@ -30,7 +30,7 @@ python3 test-dicom/verify.py
 # --workspace also builds the fuzz targets (fuzz/), so they never rot.
 cargo build --locked --workspace --all-targets
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --workspace --no-fail-fast
 else
-  cargo test --locked --no-fail-fast
+  cargo test --locked --workspace --no-fail-fast
 fi
