@@ -165,7 +165,10 @@ impl Storage {
         self.ensure_dir(&dir)?;
         drop(temp.file);
         fs::rename(&temp.path, &dest)?;
-        self.sync_dir(&dir)?;
+        if let Err(e) = self.sync_dir(&dir) {
+            let _ = fs::remove_file(&dest);
+            return Err(e);
+        }
         Ok(rel)
     }
 

@@ -281,8 +281,12 @@ impl Ingest {
                 return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
             }
         };
-        let study =
-            parse::text(&summary, dicom_core::Tag(0x0020, 0x000D)).filter(|u| uid::is_valid(u));
+        // The study, for the failure row, only when its UID is valid as sent.
+        let study = summary
+            .values
+            .get(&dicom_core::Tag(0x0020, 0x000D))
+            .and_then(|raw| Uid::parse(&String::from_utf8_lossy(raw)).ok())
+            .map(Uid::into_string);
         let claim = verify::Claim {
             sop_class_uid: &req.sop_class_uid,
             sop_instance_uid: &req.sop_instance_uid,

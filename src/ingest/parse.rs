@@ -232,10 +232,15 @@ struct Walker<'a> {
 
 impl Walker<'_> {
     fn eof(&self, e: io::Error) -> Error {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            Error::Truncated(self.src.position())
-        } else {
-            Error::Io(e)
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Error::Truncated(self.src.position()),
+            // What an inflater says of a corrupt deflated data set: the
+            // sender's data, not our disk.
+            io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => Error::Malformed {
+                offset: self.src.position(),
+                what: e.to_string(),
+            },
+            _ => Error::Io(e),
         }
     }
 
@@ -302,7 +307,7 @@ impl Walker<'_> {
         loop {
             match end {
                 End::Data => {
-                    if self.src.at_end().map_err(Error::Io)? {
+                    if self.src.at_end().map_err(|e| self.eof(e))? {
                         return Ok(());
                     }
                 }
@@ -579,6 +584,16 @@ mod tests {
             walk_bytes(&d, Encoding::EXPLICIT_LE),
             Err(Error::Truncated(_))
         ));
+    }
+
+    /// Regression: an inflater's complaint about a corrupt deflated data set
+    /// was reported as our own I/O failure (0xA700) instead of the sender's.
+    #[test]
+    fn a_corrupt_deflate_stream_is_malformed_not_an_io_error() {
+        let garbage = [0xffu8; 64];
+        let mut src = StreamSource::new(flate2::read::DeflateDecoder::new(&garbage[..]));
+        let r = walk(&mut src, Encoding::EXPLICIT_LE);
+        assert!(matches!(r, Err(Error::Malformed { .. }) | Err(Error::Truncated(_))), "{r:?}");
     }
 
     #[test]
