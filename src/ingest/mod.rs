@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Arc, Condvar, Mutex};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -103,7 +104,7 @@ pub struct Receiving {
 }
 
 enum Chunk {
-    Data(Vec<u8>),
+    Data(Bytes),
     End,
 }
 
@@ -113,7 +114,7 @@ impl Receiving {
     pub async fn push(&mut self, data: Vec<u8>) {
         // A writer that has stopped early (e.g. out of space) drains and
         // reports at finish; a send error here needs no handling.
-        let _ = self.tx.send(Chunk::Data(data)).await;
+        let _ = self.tx.send(Chunk::Data(Bytes::from(data))).await;
     }
 
     /// Marks the data set complete and waits for the outcome.
@@ -222,13 +223,25 @@ impl Ingest {
         let header = file_header(&req);
         let data_start = header.len() as u64;
         let mut write_error = temp.file.write_all(&header).err();
-        let mut hasher = Sha256::new();
+        // The hash runs on a thread of its own, beside the writes, so that
+        // neither waits for the other; the bounded channel keeps memory to
+        // a few fragments.
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(CHANNEL_DEPTH);
+        let hashing = rt.spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Ok(data) = hash_rx.recv() {
+                hasher.update(&data);
+            }
+            hex::encode(hasher.finalize())
+        });
         let mut size = 0u64;
         let mut flushed = 0u64;
         loop {
             match rx.blocking_recv() {
                 Some(Chunk::Data(data)) => {
-                    hasher.update(&data);
+                    // The hasher only stops early if it panicked; the join
+                    // below reports that.
+                    let _ = hash_tx.send(data.clone());
                     size += data.len() as u64;
                     if write_error.is_none() {
                         write_error = temp.file.write_all(&data).err();
@@ -247,6 +260,19 @@ impl Ingest {
                 }
             }
         }
+        drop(hash_tx);
+        let sha256 = match rt.block_on(hashing) {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::error!(error = %e, "hashing a received instance failed");
+                let refusal = Refusal::new(
+                    status::OUT_OF_RESOURCES,
+                    "internal",
+                    "internal error while hashing",
+                );
+                return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
+            }
+        };
         self.metrics.bytes_received.inc_by(size);
         if let Some(e) = write_error.or_else(|| self.storage.sync_temp(&temp).err()) {
             tracing::error!(error = %e, "writing a received instance failed");
@@ -257,7 +283,6 @@ impl Ingest {
             );
             return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
         }
-        let sha256 = hex::encode(hasher.finalize());
 
         let summary = match walk_file(&temp, data_start, &req.transfer_syntax) {
             Ok(s) => s,

@@ -593,7 +593,10 @@ mod tests {
         let garbage = [0xffu8; 64];
         let mut src = StreamSource::new(flate2::read::DeflateDecoder::new(&garbage[..]));
         let r = walk(&mut src, Encoding::EXPLICIT_LE);
-        assert!(matches!(r, Err(Error::Malformed { .. }) | Err(Error::Truncated(_))), "{r:?}");
+        assert!(
+            matches!(r, Err(Error::Malformed { .. }) | Err(Error::Truncated(_))),
+            "{r:?}"
+        );
     }
 
     #[test]
