@@ -466,6 +466,10 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
         echo "a result at half its goal is a real shortfall."
         echo "The sender and the receiver share the two cores, so CPU spent by storescu counts"
         echo "against both receivers alike."
+        echo
+        echo "Where studywatch's time goes, and why the targets it misses are missed:"
+        echo "[benchmarks-analysis.md](benchmarks-analysis.md) (kept by hand; this script does not"
+        echo "rewrite it)."
     } >"$ROOT/docs/benchmarks.md.tmp"
     mv "$ROOT/docs/benchmarks.md.tmp" "$ROOT/docs/benchmarks.md"
     log "wrote docs/benchmarks.md"
