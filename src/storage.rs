@@ -140,18 +140,7 @@ impl Storage {
         series: &Uid,
         sop: &Uid,
     ) -> io::Result<PathBuf> {
-        let rel = Self::relative_path(study, series, sop);
-        let dest = self.root.join(&rel);
-        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        self.ensure_dir(&dir)?;
-        drop(temp.file);
-        fs::rename(&temp.path, &dest)?;
-        if let Err(e) = self.sync_dir(&dir) {
-            // Not durable, so not stored: take it back out of the tree.
-            let _ = fs::remove_file(&dest);
-            return Err(e);
-        }
-        Ok(rel)
+        self.place(temp, Self::relative_path(study, series, sop))
     }
 
     /// Keeps content that conflicts with a stored instance aside, named by
@@ -160,6 +149,13 @@ impl Storage {
         let rel = Path::new(QUARANTINE_DIR)
             .join(sop.as_str())
             .join(format!("{sha256_hex}.dcm"));
+        self.place(temp, rel)
+    }
+
+    /// Renames a synced temp file to `rel` under the root and makes the
+    /// rename durable; if that fails, the file is taken back out, since what
+    /// is not durable is not stored.
+    fn place(&self, temp: TempFile, rel: PathBuf) -> io::Result<PathBuf> {
         let dest = self.root.join(&rel);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
         self.ensure_dir(&dir)?;
@@ -267,7 +263,7 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let st = unsafe { st.assume_init() };
-    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 #[cfg(test)]

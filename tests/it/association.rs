@@ -1,8 +1,7 @@
 //! Associations: C-ECHO, AE title checks, the association cap, and
 //! operations the gateway does not offer.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::harness::*;
 
@@ -82,17 +81,7 @@ fn the_association_over_the_cap_is_rejected_transiently() {
         dicom_extra: "max_associations = 1".into(),
         ..Options::default()
     });
-    let mut holder = Command::new("python3")
-        .arg(repo().join("tests/peers/dimse_probe.py"))
-        .args(["hold", "--seconds", "4", "--port", &gw.port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("established"), "{first}");
+    let mut holder = hold_association(gw.port, 4);
     let out = echoscu(gw.port, &[]);
     assert!(!out.status.success(), "{}", show(&out));
     let text = show(&out).to_lowercase();
@@ -107,4 +96,39 @@ fn the_association_over_the_cap_is_rejected_transiently() {
         std::time::Duration::from_secs(10),
         || echoscu(gw.port, &[]).status.success(),
     );
+}
+
+#[test]
+fn an_aborted_association_leaves_the_gateway_serving() {
+    let gw = TestGateway::start();
+    let out = echoscu(gw.port, &["--abort"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = echoscu(gw.port, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn a_silent_connection_is_closed_after_the_read_timeout() {
+    use std::io::Read;
+    let gw = TestGateway::with(Options {
+        read_timeout: Some("1s".into()),
+        ..Options::default()
+    });
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // Nothing is sent: the gateway gives up on the association request and
+    // closes the socket, which reads as end of stream (or a reset).
+    match socket.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!("unexpected {n} bytes from the gateway"),
+        Err(e) => assert!(
+            matches!(e.kind(), std::io::ErrorKind::ConnectionReset),
+            "the gateway kept a silent connection open: {e}"
+        ),
+    }
+    // And it still serves others.
+    assert!(echoscu(gw.port, &[]).status.success());
 }

@@ -16,18 +16,7 @@ fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
     let config = write_process_config(dir.path(), port, &Options::default());
     let mut gw = GatewayProcess::start(&config, port, &[]);
 
-    let mut sender = Command::new("python3")
-        .arg(repo().join("tests/peers/rawstore.py"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--aet",
-            "CRASHTEST",
-            "--aec",
-            AE,
-        ])
+    let mut sender = rawstore(port, "CRASHTEST")
         .args(&files)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -88,21 +77,7 @@ fn kill_9_mid_transfer_loses_no_acknowledged_instance() {
         assert!(!path.to_string_lossy().ends_with(".part"), "{path:?}");
     }
     // The sender retries everything: all 500 end up stored exactly once.
-    let out = Command::new("python3")
-        .arg(repo().join("tests/peers/rawstore.py"))
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--aet",
-            "CRASHTEST",
-            "--aec",
-            AE,
-        ])
-        .args(&files)
-        .output()
-        .unwrap();
+    let out = rawstore(port, "CRASHTEST").args(&files).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let ok = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -228,17 +203,7 @@ fn sigterm_lets_the_gateway_exit_within_its_grace_period() {
     let config = write_process_config(dir.path(), port, &Options::default());
     let mut gw = GatewayProcess::start(&config, port, &[]);
     // An idle association is open when the signal arrives.
-    let mut holder = Command::new("python3")
-        .arg(repo().join("tests/peers/dimse_probe.py"))
-        .args(["hold", "--seconds", "20", "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert!(first.contains("established"), "{first}");
+    let mut holder = hold_association(port, 20);
     let start = std::time::Instant::now();
     gw.signal("TERM");
     let mut exited = None;

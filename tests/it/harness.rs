@@ -25,6 +25,8 @@ pub fn bin() -> PathBuf {
 pub struct Options {
     /// None keeps the test default (true).
     pub accept_unknown_callers: Option<bool>,
+    /// None keeps the test default ("10s").
+    pub read_timeout: Option<String>,
     pub dicom_extra: String,
     pub storage_extra: String,
     pub peers: String,
@@ -43,7 +45,6 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub config_path: PathBuf,
-    pub config: Config,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -57,7 +58,7 @@ level = "debug"
 ae_title = "{AE}"
 listen = "{listen}"
 accept_unknown_callers = {accept}
-read_timeout = "10s"
+read_timeout = "{read_timeout}"
 {dicom_extra}
 {peers}
 [storage]
@@ -68,6 +69,7 @@ min_free_bytes = 0
 path = "{catalog}"
 "#,
         accept = opts.accept_unknown_callers.unwrap_or(true),
+        read_timeout = opts.read_timeout.as_deref().unwrap_or("10s"),
         dicom_extra = opts.dicom_extra,
         peers = opts.peers,
         storage = dir.join("storage").display(),
@@ -91,7 +93,6 @@ impl TestGateway {
         let config = Config::from_toml_str(&text).expect("test config is valid");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let run_config = config.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -103,7 +104,7 @@ impl TestGateway {
                 listener.set_nonblocking(true).unwrap();
                 let dicom = tokio::net::TcpListener::from_std(listener).unwrap();
                 let _ = ready_tx.send(());
-                studywatch::app::serve(run_config, studywatch::app::Listeners { dicom }, token)
+                studywatch::app::serve(config, studywatch::app::Listeners { dicom }, token)
                     .await
                     .expect("gateway ran");
             });
@@ -115,7 +116,6 @@ impl TestGateway {
             dir,
             port,
             config_path,
-            config,
             shutdown,
             thread: Some(thread),
         };
@@ -152,14 +152,6 @@ impl TestGateway {
             .args(args)
             .output()
             .expect("run studywatch")
-    }
-
-    /// Stops the gateway and waits for it (also done on drop).
-    pub fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().expect("gateway thread");
-        }
     }
 }
 
@@ -225,7 +217,6 @@ pub fn show(out: &Output) -> String {
 #[derive(Clone, Debug)]
 pub struct Case {
     pub path: String,
-    pub sop_class: String,
     pub sop_instance: String,
     pub ts: String,
     pub status: u16,
@@ -240,7 +231,6 @@ pub fn manifest() -> Vec<Case> {
             let cols: Vec<&str> = l.split_whitespace().collect();
             Case {
                 path: cols[0].to_owned(),
-                sop_class: cols[1].to_owned(),
                 sop_instance: cols[2].to_owned(),
                 ts: cols[3].to_owned(),
                 status: u16::from_str_radix(cols[4], 16).expect("hex status"),
@@ -271,7 +261,6 @@ pub fn data_set_bytes(path: &Path) -> Vec<u8> {
 /// The gateway as a separate process (for kill -9, signals and strace).
 pub struct GatewayProcess {
     pub child: std::process::Child,
-    pub port: u16,
 }
 
 /// A loopback port that was free a moment ago.
@@ -313,7 +302,7 @@ impl GatewayProcess {
             .stderr(log)
             .spawn()
             .expect("start studywatch");
-        let gw = GatewayProcess { child, port };
+        let gw = GatewayProcess { child };
         wait_for(
             "the gateway process to answer C-ECHO",
             Duration::from_secs(30),
@@ -391,4 +380,45 @@ pub fn stored_files(storage: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// pynetdicom's raw C-STORE SCU (tests/peers/rawstore.py) aimed at `port`,
+/// ready for its file arguments.
+pub fn rawstore(port: u16, calling_ae: &str) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/peers/rawstore.py")).args([
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--aet",
+        calling_ae,
+        "--aec",
+        AE,
+    ]);
+    cmd
+}
+
+/// Opens an association from pynetdicom and holds it for `seconds`;
+/// returns once it is established.
+pub fn hold_association(port: u16, seconds: u32) -> std::process::Child {
+    use std::io::BufRead;
+    let mut holder = Command::new("python3")
+        .arg(repo().join("tests/peers/dimse_probe.py"))
+        .args([
+            "hold",
+            "--seconds",
+            &seconds.to_string(),
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(holder.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("established"), "{first}");
+    holder
 }
