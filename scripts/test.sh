@@ -17,7 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-if ! python3 -c 'import pynetdicom, pydicom, numpy' 2>/dev/null; then
+# pydicom is pinned: the corpus generator's byte-identical output depends on it.
+if ! python3 -c 'import pynetdicom, pydicom, numpy; assert pydicom.__version__ == "3.0.2"' 2>/dev/null; then
   echo "installing from PyPI: pynetdicom pydicom numpy"
   python3 -m pip install --quiet --disable-pip-version-check 'pynetdicom==3.0.4' 'pydicom==3.0.2' numpy
 fi
