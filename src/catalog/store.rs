@@ -54,6 +54,9 @@ impl Store {
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Room for every statement of the ingest path, so the cache never
+        // evicts one of them between two instances.
+        conn.set_prepared_statement_cache_capacity(64);
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -129,7 +132,7 @@ impl Store {
             }
         };
         let mut results: Vec<Result<(), Error>> = Vec::with_capacity(recs.len());
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = cached_exec(&self.conn, "BEGIN IMMEDIATE", []) {
             fail_all(&mut results, Arc::new(Error::from(e)));
             return results;
         }
@@ -150,7 +153,7 @@ impl Store {
             }
             results.push(outcome);
         }
-        if let Err(e) = self.conn.execute_batch("COMMIT") {
+        if let Err(e) = cached_exec(&self.conn, "COMMIT", []) {
             if !self.conn.is_autocommit() {
                 if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
                     tracing::error!(error = %rollback, "catalog: rollback after failed commit failed");
@@ -163,10 +166,10 @@ impl Store {
 
     /// One record of a batch, inside a savepoint of the batch's transaction.
     fn record_in_savepoint(&mut self, rec: &NewInstance) -> Result<(), Error> {
-        self.conn.execute_batch("SAVEPOINT record_instance")?;
+        cached_exec(&self.conn, "SAVEPOINT record_instance", [])?;
         match insert_instance(&self.conn, rec) {
             Ok(()) => {
-                self.conn.execute_batch("RELEASE record_instance")?;
+                cached_exec(&self.conn, "RELEASE record_instance", [])?;
                 Ok(())
             }
             Err(e) => {
