@@ -32,54 +32,38 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         let mut registry = Registry::with_prefix("studywatch");
-        let m = Metrics {
-            instances_stored: Counter::default(),
-            instances_duplicate: Counter::default(),
-            integrity_conflicts: Counter::default(),
-            ingest_failures: Family::default(),
-            bytes_received: Counter::default(),
-            associations_active: Gauge::default(),
-            associations_rejected: Family::default(),
-            echoes: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "instances_stored",
-            "Instances stored durably and catalogued",
-            m.instances_stored.clone(),
-        );
-        registry.register(
-            "instances_duplicate",
-            "Identical resends answered as no-ops",
-            m.instances_duplicate.clone(),
-        );
-        registry.register(
-            "integrity_conflicts",
-            "Resends with different content, quarantined",
-            m.integrity_conflicts.clone(),
-        );
-        registry.register(
-            "ingest_failures",
-            "Instances refused, by reason",
-            m.ingest_failures.clone(),
-        );
-        registry.register(
-            "received_bytes",
-            "Data set bytes received",
-            m.bytes_received.clone(),
-        );
-        registry.register(
-            "associations_active",
-            "DICOM associations in progress",
-            m.associations_active.clone(),
-        );
-        registry.register(
-            "associations_rejected",
-            "DICOM associations rejected, by reason",
-            m.associations_rejected.clone(),
-        );
-        registry.register("echoes", "C-ECHO requests answered", m.echoes.clone());
-        Arc::new(Metrics { registry, ..m })
+        let r = &mut registry;
+        Arc::new(Metrics {
+            instances_stored: registered(
+                r,
+                "instances_stored",
+                "Instances stored durably and catalogued",
+            ),
+            instances_duplicate: registered(
+                r,
+                "instances_duplicate",
+                "Identical resends answered as no-ops",
+            ),
+            integrity_conflicts: registered(
+                r,
+                "integrity_conflicts",
+                "Resends with different content, quarantined",
+            ),
+            ingest_failures: registered(r, "ingest_failures", "Instances refused, by reason"),
+            bytes_received: registered(r, "received_bytes", "Data set bytes received"),
+            associations_active: registered(
+                r,
+                "associations_active",
+                "DICOM associations in progress",
+            ),
+            associations_rejected: registered(
+                r,
+                "associations_rejected",
+                "DICOM associations rejected, by reason",
+            ),
+            echoes: registered(r, "echoes", "C-ECHO requests answered"),
+            registry,
+        })
     }
 
     pub fn failure(&self, reason: &str) {
@@ -105,5 +89,39 @@ impl Metrics {
             tracing::error!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// A new metric, registered under `name`; the returned handle and the
+/// registry's copy share one value.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str) -> M
+where
+    M: prometheus_client::registry::Metric + Clone + Default,
+{
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_appear_in_the_exposition() {
+        let m = Metrics::new();
+        m.failure("truncated");
+        m.failure("truncated");
+        m.instances_stored.inc();
+        let text = m.encode();
+        assert!(
+            text.contains("studywatch_ingest_failures_total{reason=\"truncated\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("studywatch_instances_stored_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("studywatch_associations_active 0"), "{text}");
     }
 }
