@@ -13,6 +13,7 @@
 //! - [`json`] — the JSON shapes shared by the CLI's `--json` and the HTTP API.
 //! - [`metrics`] — Prometheus counters and gauges.
 //! - [`scu`] — the diagnostic SCU behind `echo` and `send`.
+//! - [`hl7`] — HL7 v2: MLLP framing, parsing and field extraction, ACKs.
 //! - [`cli`] — the command-line commands other than `serve`.
 //! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
 
@@ -21,6 +22,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dimse;
+pub mod hl7;
 pub mod ingest;
 pub mod json;
 pub mod metrics;
