@@ -39,6 +39,10 @@ pub struct Study {
     pub state: String,
     pub deadline: Option<String>,
     pub reported_at: Option<String>,
+    /// What the latest linked report says: `preliminary | final | corrected |
+    /// cancelled | withdrawn`, or null when no report is linked. `cancelled` on
+    /// a study with images waits for a person to decide.
+    pub report_status: Option<String>,
     pub study_date: Option<String>,
     pub study_description: Option<String>,
     pub institution_name: Option<String>,
@@ -61,6 +65,7 @@ impl Study {
             state: row.state(now).as_str().to_owned(),
             deadline: opt_time(row.deadline),
             reported_at: opt_time(row.reported_at),
+            report_status: row.report_status.clone(),
             study_date: row.study_date.clone(),
             study_description: row.study_description.clone(),
             institution_name: row.institution_name.clone(),
@@ -77,6 +82,8 @@ pub struct StudyDetail {
     pub instances: Vec<Instance>,
     pub ingest_failures: Vec<IngestFailure>,
     pub integrity_conflicts: Vec<IntegrityConflict>,
+    /// Reports linked to the study, oldest first, each with how it was linked.
+    pub reports: Vec<Report>,
     pub audit: Vec<AuditEntry>,
 }
 
@@ -93,6 +100,7 @@ impl StudyDetail {
                 .iter()
                 .map(IntegrityConflict::from)
                 .collect(),
+            reports: detail.reports.iter().map(Report::from).collect(),
             audit: detail.audit.iter().map(AuditEntry::from).collect(),
         }
     }
@@ -210,6 +218,116 @@ impl From<&catalog::ConflictRow> for IntegrityConflict {
     }
 }
 
+/// A report (HL7, DICOM SR, manual or imported), with its links
+/// (`reports`, `GET /api/reports`, and inside a study's detail).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub id: i64,
+    /// `hl7 | dicom_sr | manual | import`.
+    pub origin: String,
+    /// `preliminary | final | corrected | cancelled`.
+    pub status: String,
+    /// Posted in error (HL7 OBX-11 = W): it counts for nothing.
+    pub withdrawn: bool,
+    /// False once a later report for the same request superseded it.
+    pub current: bool,
+    pub superseded_by: Option<i64>,
+    pub received_at: String,
+    pub reported_at: Option<String>,
+    pub exam_at: Option<String>,
+    pub author: Option<String>,
+    pub accession_number: Option<String>,
+    pub issuer_of_accession: Option<String>,
+    pub study_uid: Option<String>,
+    pub placer_number: Option<String>,
+    pub filler_number: Option<String>,
+    pub patient_ids: Vec<PatientId>,
+    pub procedure: Option<String>,
+    /// `critical | urgent | significant_unexpected | suspected_cancer`, or null.
+    pub alert_category: Option<String>,
+    pub hl7_message_id: Option<i64>,
+    pub sop_instance_uid: Option<String>,
+    pub recorded_by: Option<String>,
+    pub text: Option<String>,
+    pub links: Vec<ReportLink>,
+}
+
+/// One patient identifier of a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientId {
+    pub id: String,
+    pub authority: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// How a report is tied to a study.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportLink {
+    pub study_uid: String,
+    /// `study_uid | accession | order | patient_date`.
+    pub rule: String,
+    /// A guess (patient ID and date) that a person must confirm.
+    pub probable: bool,
+    /// `confirmed | rejected` once a person decided a probable link.
+    pub confirmation: Option<String>,
+    pub confirmed_by: Option<String>,
+    pub confirmed_at: Option<String>,
+    pub linked_at: String,
+    /// Whether the link lets the report count for the study.
+    pub counts: bool,
+}
+
+impl From<&catalog::ReportRow> for Report {
+    fn from(row: &catalog::ReportRow) -> Report {
+        Report {
+            id: row.id,
+            origin: row.origin.as_str().to_owned(),
+            status: row.status.as_str().to_owned(),
+            withdrawn: row.withdrawn,
+            current: row.superseded_by.is_none(),
+            superseded_by: row.superseded_by,
+            received_at: time(row.received_at),
+            reported_at: opt_time(row.reported_at),
+            exam_at: opt_time(row.exam_at),
+            author: row.author.clone(),
+            accession_number: row.accession_number.clone(),
+            issuer_of_accession: row.issuer_of_accession.clone(),
+            study_uid: row.study_uid.clone(),
+            placer_number: row.placer_number.clone(),
+            filler_number: row.filler_number.clone(),
+            patient_ids: row
+                .patient_ids
+                .iter()
+                .map(|p| PatientId {
+                    id: p.id.clone(),
+                    authority: p.authority.clone(),
+                    kind: p.kind.clone(),
+                })
+                .collect(),
+            procedure: row.procedure.clone(),
+            alert_category: row.alert_category.clone(),
+            hl7_message_id: row.message_id,
+            sop_instance_uid: row.sop_instance_uid.clone(),
+            recorded_by: row.recorded_by.clone(),
+            text: row.text.clone(),
+            links: row
+                .links
+                .iter()
+                .map(|l| ReportLink {
+                    study_uid: l.study_uid.clone(),
+                    rule: l.rule.as_str().to_owned(),
+                    probable: l.probable,
+                    confirmation: l.confirmation.clone(),
+                    confirmed_by: l.confirmed_by.clone(),
+                    confirmed_at: opt_time(l.confirmed_at),
+                    linked_at: time(l.linked_at),
+                    counts: l.counts(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -273,6 +391,7 @@ mod tests {
             instance_count: 7,
             reported_at: None,
             deadline: Some(ts("2026-11-23T10:15:00Z")),
+            report_status: None,
         }
     }
 
@@ -290,6 +409,7 @@ mod tests {
         "state",
         "deadline",
         "reported_at",
+        "report_status",
         "study_date",
         "study_description",
         "institution_name",
@@ -380,6 +500,7 @@ mod tests {
                 study_uid: Some("1.2.3".into()),
                 detail: "first instance".into(),
             }],
+            reports: vec![],
         };
         let value = serde_json::to_value(StudyDetail::from_detail(&detail, at)).expect("json");
         let mut expected: BTreeSet<&str> = STUDY_KEYS.iter().copied().collect();
@@ -388,6 +509,7 @@ mod tests {
             "instances",
             "ingest_failures",
             "integrity_conflicts",
+            "reports",
             "audit",
         ]);
         assert_eq!(keys(&value), expected);

@@ -24,14 +24,21 @@
 //! deadline. It stores what it is told and answers questions about it.
 
 mod handle;
+mod reports;
 mod schema;
 mod store;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reports;
 
 use jiff::Timestamp;
 
 pub use handle::Catalog;
+pub use reports::{
+    Hl7Content, Hl7Recorded, Link, LinkPolicy, LinkRow, LinkRule, NewHl7Message, NewOrder,
+    NewReport, PatientId, ReportOrigin, ReportRow, ReportStatus,
+};
 pub use schema::SCHEMA_VERSION;
 pub use store::Store;
 
@@ -159,6 +166,9 @@ pub struct NewInstance {
     pub calling_ae: String,
     /// The configured label of the peer that sent it.
     pub source: String,
+    /// The report this instance is (a verified SR document, an encapsulated
+    /// PDF report), recorded and linked in the same transaction.
+    pub report: Option<Box<NewReport>>,
 }
 
 /// A rejected C-STORE (or other ingest failure), kept so nothing is lost silently.
@@ -212,6 +222,9 @@ pub struct StudyRow {
     pub instance_count: u64,
     pub reported_at: Option<Timestamp>,
     pub deadline: Option<Timestamp>,
+    /// What the latest report linked to the study says: `preliminary`,
+    /// `final`, `corrected`, `cancelled` or `withdrawn`; `None` without one.
+    pub report_status: Option<String>,
 }
 
 impl StudyRow {
@@ -303,6 +316,8 @@ pub struct StudyDetail {
     pub failures: Vec<FailureRow>,
     pub conflicts: Vec<ConflictRow>,
     pub audit: Vec<AuditRow>,
+    /// Reports linked to the study, oldest first, with their links.
+    pub reports: Vec<ReportRow>,
 }
 
 /// Row counts, for `stats`, `/metrics` and readiness.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -19,7 +19,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 ///
 /// Tables are STRICT so that a wrong type is an error, not a silently coerced
 /// value. Times are RFC 3339 UTC text with six fractional digits (sortable).
-const V1: &str = r#"
+pub(super) const V1: &str = r#"
 CREATE TABLE studies (
     study_uid           TEXT PRIMARY KEY NOT NULL,
     patient_id          TEXT,
@@ -118,6 +118,110 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN
     SELECT RAISE(ABORT, 'audit rows are append-only');
 END;
+"#;
+
+/// Version 2: reports and orders, the HL7 messages they came in, and the links
+/// between reports and studies.
+///
+/// Every HL7 message is kept (raw bytes as received, with the ACK we answered)
+/// before it is acknowledged. A report is one result of one request (an OBR, an
+/// SR document, a manual entry); later reports for the same request supersede
+/// earlier ones, and what counts for a study is the current report of each
+/// request linked to it.
+const V2: &str = r#"
+ALTER TABLE studies ADD COLUMN report_status TEXT
+    CHECK (report_status IN ('preliminary', 'final', 'corrected', 'cancelled', 'withdrawn'));
+
+CREATE TABLE hl7_messages (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at         TEXT NOT NULL,
+    peer                TEXT NOT NULL,
+    sending_application TEXT NOT NULL,
+    sending_facility    TEXT NOT NULL,
+    control_id          TEXT NOT NULL,
+    message_type        TEXT NOT NULL,
+    version             TEXT NOT NULL,
+    raw                 BLOB NOT NULL,
+    raw_truncated       INTEGER NOT NULL DEFAULT 0 CHECK (raw_truncated IN (0, 1)),
+    ack_code            TEXT NOT NULL CHECK (ack_code IN ('AA', 'AE', 'AR')),
+    ack_reason          TEXT NOT NULL
+) STRICT;
+-- The duplicate key: a message accepted once is acknowledged again, never
+-- processed twice. Refused messages (AE/AR) may be corrected and resent.
+CREATE UNIQUE INDEX hl7_messages_accepted_key
+    ON hl7_messages (sending_application, sending_facility, control_id)
+    WHERE ack_code = 'AA' AND control_id <> '';
+CREATE INDEX hl7_messages_by_received ON hl7_messages (received_at);
+
+CREATE TABLE orders (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id          INTEGER REFERENCES hl7_messages (id),
+    received_at         TEXT NOT NULL,
+    placer_number       TEXT,
+    filler_number       TEXT,
+    accession_number    TEXT,
+    issuer_of_accession TEXT,
+    study_uid           TEXT,
+    patient_ids         TEXT NOT NULL DEFAULT '[]',
+    patient_class       TEXT,
+    priority            TEXT,
+    procedure           TEXT,
+    order_control       TEXT,
+    order_status        TEXT
+) STRICT;
+CREATE INDEX orders_by_placer ON orders (placer_number) WHERE placer_number IS NOT NULL;
+CREATE INDEX orders_by_filler ON orders (filler_number) WHERE filler_number IS NOT NULL;
+CREATE INDEX orders_by_accession ON orders (accession_number) WHERE accession_number IS NOT NULL;
+CREATE INDEX orders_by_study ON orders (study_uid) WHERE study_uid IS NOT NULL;
+
+CREATE TABLE reports (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    origin              TEXT NOT NULL CHECK (origin IN ('hl7', 'dicom_sr', 'manual', 'import')),
+    message_id          INTEGER REFERENCES hl7_messages (id),
+    sop_instance_uid    TEXT,
+    received_at         TEXT NOT NULL,
+    request_key         TEXT NOT NULL,
+    superseded_by       INTEGER REFERENCES reports (id),
+    status              TEXT NOT NULL
+                        CHECK (status IN ('preliminary', 'final', 'corrected', 'cancelled')),
+    withdrawn           INTEGER NOT NULL DEFAULT 0 CHECK (withdrawn IN (0, 1)),
+    reported_at         TEXT,
+    exam_at             TEXT,
+    author              TEXT,
+    accession_number    TEXT,
+    issuer_of_accession TEXT,
+    study_uid           TEXT,
+    placer_number       TEXT,
+    filler_number       TEXT,
+    patient_ids         TEXT NOT NULL DEFAULT '[]',
+    procedure           TEXT,
+    text                TEXT,
+    alert_category      TEXT CHECK (alert_category IN
+                        ('critical', 'urgent', 'significant_unexpected', 'suspected_cancer')),
+    recorded_by         TEXT
+) STRICT;
+CREATE INDEX reports_by_request ON reports (request_key, id);
+CREATE INDEX reports_by_study ON reports (study_uid) WHERE study_uid IS NOT NULL;
+CREATE INDEX reports_by_accession ON reports (accession_number) WHERE accession_number IS NOT NULL;
+CREATE INDEX reports_by_placer ON reports (placer_number) WHERE placer_number IS NOT NULL;
+CREATE INDEX reports_by_filler ON reports (filler_number) WHERE filler_number IS NOT NULL;
+CREATE INDEX reports_by_received ON reports (received_at);
+
+-- How each report is tied to each study, and by which rule. A probable link
+-- (patient ID and date) counts only once a person confirms it.
+CREATE TABLE report_links (
+    report_id           INTEGER NOT NULL REFERENCES reports (id),
+    study_uid           TEXT NOT NULL REFERENCES studies (study_uid),
+    rule                TEXT NOT NULL
+                        CHECK (rule IN ('study_uid', 'accession', 'order', 'patient_date')),
+    probable            INTEGER NOT NULL DEFAULT 0 CHECK (probable IN (0, 1)),
+    confirmation        TEXT CHECK (confirmation IN ('confirmed', 'rejected')),
+    confirmed_by        TEXT,
+    confirmed_at        TEXT,
+    linked_at           TEXT NOT NULL,
+    PRIMARY KEY (report_id, study_uid)
+) STRICT;
+CREATE INDEX report_links_by_study ON report_links (study_uid);
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
 
+use super::reports::{self, LinkPolicy};
 use super::{
     AuditRow, ConflictRow, Counts, Error, FailureRow, InstanceRow, NewConflict, NewFailure,
     NewInstance, SeriesRow, StudyDetail, StudyFilter, StudyRow, StudyState, schema,
@@ -19,7 +20,7 @@ use super::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The actor recorded for what studywatch does by itself.
-const SYSTEM: &str = "system";
+pub(super) const SYSTEM: &str = "system";
 
 /// A synchronous catalog connection. All of studywatch's SQL lives in its methods.
 ///
@@ -27,7 +28,8 @@ const SYSTEM: &str = "system";
 /// front (waiting up to the busy timeout), so a write never fails half way
 /// because another process wrote in between.
 pub struct Store {
-    conn: Connection,
+    pub(super) conn: Connection,
+    pub(super) link_policy: LinkPolicy,
 }
 
 impl std::fmt::Debug for Store {
@@ -67,7 +69,16 @@ impl Store {
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", true)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn })
+        Ok(Store {
+            conn,
+            link_policy: LinkPolicy::default(),
+        })
+    }
+
+    /// Sets what links reports may make automatically (probable links, the
+    /// site's zone). The default makes no probable links.
+    pub fn set_link_policy(&mut self, policy: LinkPolicy) {
+        self.link_policy = policy;
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
@@ -87,7 +98,30 @@ impl Store {
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed if `f` succeeds.
-    fn write<R>(&mut self, f: impl FnOnce(&Connection) -> Result<R, Error>) -> Result<R, Error> {
+    ///
+    /// Inside a transaction the caller already opened (the catalog thread's
+    /// group commit), `f` runs in a savepoint instead: its writes are undone
+    /// alone if it fails, and reach the disk with the enclosing commit.
+    pub(super) fn write<R>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        if !self.conn.is_autocommit() {
+            cached_exec(&self.conn, "SAVEPOINT write", [])?;
+            return match f(&self.conn) {
+                Ok(out) => {
+                    cached_exec(&self.conn, "RELEASE write", [])?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    if !self.conn.is_autocommit() {
+                        self.conn
+                            .execute_batch("ROLLBACK TO write; RELEASE write")?;
+                    }
+                    Err(e)
+                }
+            };
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -111,7 +145,8 @@ impl Store {
     /// A SOP Instance UID already catalogued is [`Error::DuplicateInstance`] and
     /// changes nothing.
     pub fn record_instance(&mut self, rec: &NewInstance) -> Result<(), Error> {
-        self.write(|conn| insert_instance(conn, rec))
+        let policy = self.link_policy.clone();
+        self.write(|conn| insert_instance(conn, rec, &policy))
     }
 
     /// Records a batch of instances in ONE transaction (one commit, one WAL
@@ -167,7 +202,7 @@ impl Store {
     /// One record of a batch, inside a savepoint of the batch's transaction.
     fn record_in_savepoint(&mut self, rec: &NewInstance) -> Result<(), Error> {
         cached_exec(&self.conn, "SAVEPOINT record_instance", [])?;
-        match insert_instance(&self.conn, rec) {
+        match insert_instance(&self.conn, rec, &self.link_policy) {
             Ok(()) => {
                 cached_exec(&self.conn, "RELEASE record_instance", [])?;
                 Ok(())
@@ -375,6 +410,7 @@ impl Store {
             [study_uid],
             audit_from_row,
         )?;
+        let reports = self.reports_of_study(study_uid)?;
         tx.finish()?;
         Ok(Some(StudyDetail {
             study,
@@ -383,6 +419,7 @@ impl Store {
             failures,
             conflicts,
             audit,
+            reports,
         }))
     }
 
@@ -478,7 +515,7 @@ impl Store {
 
 /// The work of [`Store::record_instance`], inside a transaction or savepoint
 /// that the caller owns.
-fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
+fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) -> Result<(), Error> {
     let exists = cached_row(
         conn,
         "SELECT 1 FROM instances WHERE sop_instance_uid = ?1",
@@ -651,10 +688,24 @@ fn insert_instance(conn: &Connection, rec: &NewInstance) -> Result<(), Error> {
             rec.calling_ae
         ],
     )?;
+    if new_study {
+        // Reports (and orders) may have arrived before the images.
+        reports::link_new_study(
+            conn,
+            &rec.study_uid,
+            nonempty(&rec.accession_number),
+            nonempty(&rec.patient_id),
+            policy,
+            &at,
+        )?;
+    }
+    if let Some(report) = &rec.report {
+        reports::insert_report(conn, report, None, policy)?;
+    }
     Ok(())
 }
 
-fn insert_audit(
+pub(super) fn insert_audit(
     conn: &Connection,
     at: &str,
     actor: &str,
@@ -670,7 +721,7 @@ fn insert_audit(
     Ok(conn.last_insert_rowid())
 }
 
-fn collect<T, P: rusqlite::Params>(
+pub(super) fn collect<T, P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
     params: P,
@@ -687,7 +738,7 @@ pub(super) fn fmt_ts(ts: Timestamp) -> String {
     format!("{ts:.6}")
 }
 
-fn parse_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+pub(super) fn parse_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
     let text: String = row.get(idx)?;
     text.parse().map_err(|e: jiff::Error| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
@@ -702,7 +753,7 @@ fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     })
 }
 
-fn parse_opt_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+pub(super) fn parse_opt_ts(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
     match row.get_ref(idx)? {
         rusqlite::types::ValueRef::Null => Ok(None),
         _ => parse_ts(row, idx).map(Some),
@@ -740,7 +791,7 @@ fn sql_limit(limit: Option<usize>) -> i64 {
 const STUDY_COLUMNS: &str = "study_uid, patient_id, accession_number, issuer_of_accession, \
     modalities, study_date, study_time, study_description, referring_physician, \
     institution_name, source, calling_ae, first_received_at, last_received_at, series_count, \
-    instance_count, reported_at, deadline";
+    instance_count, reported_at, deadline, report_status";
 
 fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
     let modalities: String = r.get(4)?;
@@ -763,6 +814,7 @@ fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
         instance_count: get_u64(r, 15)?,
         reported_at: parse_opt_ts(r, 16)?,
         deadline: parse_opt_ts(r, 17)?,
+        report_status: r.get(18)?,
     })
 }
 
@@ -848,7 +900,7 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditRow> {
 
 /// Runs a statement through the connection's statement cache: the hot path
 /// (one instance after another) then prepares each statement once.
-fn cached_exec<P: rusqlite::Params>(
+pub(super) fn cached_exec<P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
     params: P,
@@ -857,7 +909,7 @@ fn cached_exec<P: rusqlite::Params>(
 }
 
 /// Queries one row through the connection's statement cache.
-fn cached_row<T, P: rusqlite::Params>(
+pub(super) fn cached_row<T, P: rusqlite::Params>(
     conn: &Connection,
     sql: &str,
     params: P,

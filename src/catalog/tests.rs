@@ -45,6 +45,7 @@ fn instance(study: &str, series: &str, sop: &str, modality: &str, at: Timestamp)
         received_at: at,
         calling_ae: "CT1".into(),
         source: "ed-ct".into(),
+        report: None,
     }
 }
 
@@ -69,9 +70,13 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
             table_names(&store),
             [
                 "audit",
+                "hl7_messages",
                 "ingest_failures",
                 "instances",
                 "integrity_conflicts",
+                "orders",
+                "report_links",
+                "reports",
                 "series",
                 "studies"
             ]

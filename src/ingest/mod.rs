@@ -435,6 +435,7 @@ impl Ingest {
             received_at,
             calling_ae: req.calling_ae.clone(),
             source: req.source.clone(),
+            report: None,
         };
         match rt.block_on(self.catalog.record_instance(record)) {
             Ok(()) => {
