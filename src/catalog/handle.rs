@@ -25,8 +25,14 @@ const MAX_BATCH: usize = 64;
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
+/// A grouped job does its writes inside the batch's transaction and returns
+/// what delivers its answer once the outcome of the commit is known.
+type GroupJob = Box<dyn FnOnce(&mut Store) -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
+
 enum Request {
     Call(Job),
+    Grouped(GroupJob),
     Record(Box<NewInstance>, oneshot::Sender<Result<(), Error>>),
     Close(oneshot::Sender<()>),
 }
@@ -102,6 +108,34 @@ impl Catalog {
             let _ = reply.send(f(store));
         });
         self.send(Request::Call(job))?;
+        answer.await.map_err(|_| Error::ThreadGone)?
+    }
+
+    /// Runs `f` on the catalog thread inside a transaction shared with the
+    /// other grouped calls queued at the same time (one commit, one WAL fsync
+    /// for all of them), and returns its result once that transaction is
+    /// committed. `f`'s writes must go through the store's write methods,
+    /// which become savepoints there: if `f` fails, only its own writes are
+    /// undone. If the commit fails, every call in the group gets
+    /// [`Error::GroupCommit`].
+    pub async fn call_grouped<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = oneshot::channel();
+        let job: GroupJob = Box::new(move |store| {
+            let result = store.in_savepoint(f);
+            Box::new(move |commit: Result<(), Arc<Error>>| {
+                let out = match (commit, result) {
+                    (Ok(()), result) => result,
+                    // Its own failure says more than the batch's.
+                    (Err(_), Err(own)) => Err(own),
+                    (Err(cause), Ok(_)) => Err(Error::GroupCommit(cause)),
+                };
+                let _ = reply.send(out);
+            })
+        });
+        self.send(Request::Grouped(job))?;
         answer.await.map_err(|_| Error::ThreadGone)?
     }
 
@@ -185,6 +219,22 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
         };
         match request {
             Request::Call(job) => guarded(&mut store, job),
+            Request::Grouped(job) => {
+                let mut jobs = vec![job];
+                while jobs.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => match take(r) {
+                            Request::Grouped(job) => jobs.push(job),
+                            other => {
+                                next = Some(other);
+                                break;
+                            }
+                        },
+                        Err(_) => break,
+                    }
+                }
+                run_group(&mut store, jobs);
+            }
             Request::Record(rec, reply) => {
                 let mut recs = vec![*rec];
                 let mut replies = vec![reply];
@@ -222,6 +272,46 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
     drop(store);
     if let Some(done) = closed {
         let _ = done.send(());
+    }
+}
+
+/// Runs grouped jobs in one transaction and delivers their answers after its
+/// commit.
+fn run_group(store: &mut Store, jobs: Vec<GroupJob>) {
+    let mut pending: Vec<Deliver> = Vec::with_capacity(jobs.len());
+    if let Err(e) = store.begin_group() {
+        let cause = Arc::new(e);
+        for job in jobs {
+            // Without a transaction each job commits on its own.
+            let deliver = job(store);
+            deliver(Ok(()));
+        }
+        tracing::warn!(error = %cause, "catalog: group transaction could not begin");
+        return;
+    }
+    for job in jobs {
+        match catch_unwind(AssertUnwindSafe(|| job(store))) {
+            Ok(deliver) => pending.push(deliver),
+            Err(_) => {
+                tracing::error!("a grouped catalog request panicked; its group was rolled back");
+                store.rollback_if_open();
+            }
+        }
+        if store.in_autocommit() {
+            // SQLite rolled the transaction back (or a job panicked): what the
+            // group wrote so far is gone; say so, and go on in a fresh one.
+            let cause = Arc::new(Error::GroupAborted);
+            for deliver in pending.drain(..) {
+                deliver(Err(cause.clone()));
+            }
+            if let Err(e) = store.begin_group() {
+                tracing::error!(error = %e, "catalog: cannot begin a group transaction");
+            }
+        }
+    }
+    let commit = store.commit_group().map_err(Arc::new);
+    for deliver in pending {
+        deliver(commit.clone());
     }
 }
 

@@ -74,6 +74,10 @@ pub enum Error {
     /// not carried out.
     #[error("the catalog thread has stopped")]
     ThreadGone,
+    /// The transaction a grouped call shared was rolled back by SQLite (or
+    /// by a panicking call in the same group) before it could commit.
+    #[error("the shared catalog transaction was rolled back before it committed")]
+    GroupAborted,
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

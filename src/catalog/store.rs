@@ -496,6 +496,54 @@ impl Store {
         )?)
     }
 
+    /// Opens the transaction a group of writes shares (the catalog thread's
+    /// grouped calls).
+    pub(super) fn begin_group(&mut self) -> Result<(), Error> {
+        cached_exec(&self.conn, "BEGIN IMMEDIATE", [])?;
+        Ok(())
+    }
+
+    /// Commits the group's transaction; on failure rolls it back.
+    pub(super) fn commit_group(&mut self) -> Result<(), Error> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        if let Err(e) = cached_exec(&self.conn, "COMMIT", []) {
+            self.rollback_if_open();
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside a savepoint of the open transaction, undone if `f`
+    /// fails (outside a transaction, `f`'s writes commit one by one).
+    pub(super) fn in_savepoint<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        if self.conn.is_autocommit() {
+            return f(self);
+        }
+        cached_exec(&self.conn, "SAVEPOINT grouped", [])?;
+        let out = f(self);
+        if !self.conn.is_autocommit() {
+            match &out {
+                Ok(_) => {
+                    cached_exec(&self.conn, "RELEASE grouped", [])?;
+                }
+                Err(_) => self
+                    .conn
+                    .execute_batch("ROLLBACK TO grouped; RELEASE grouped")?,
+            }
+        }
+        out
+    }
+
+    /// Whether no transaction is open.
+    pub(super) fn in_autocommit(&self) -> bool {
+        self.conn.is_autocommit()
+    }
+
     /// Rolls back a transaction left open (by a request that panicked half
     /// way), so that the next request starts clean.
     pub(super) fn rollback_if_open(&self) {

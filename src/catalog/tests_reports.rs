@@ -407,3 +407,60 @@ fn a_version_1_catalog_is_migrated_with_its_studies_kept() {
     let (_, links) = store.record_report(&r).expect("report");
     assert_eq!(links.len(), 1);
 }
+
+#[test]
+fn grouped_calls_land_together_and_a_failing_one_fails_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("catalog.sqlite");
+    let catalog = Catalog::open(&path, true).expect("open");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results: Vec<Result<Hl7Recorded, Error>> = rt.block_on(async {
+        let calls = (0..40).map(|i| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                catalog
+                    .call_grouped(move |store| {
+                        if i == 7 {
+                            // Writes, then fails: its write must be undone alone.
+                            store.record_hl7(
+                                &message("BAD", "2026-11-20T12:00:00Z"),
+                                &Hl7Content::Nothing,
+                            )?;
+                            return Err(Error::GroupAborted);
+                        }
+                        store.record_hl7(
+                            &message(&format!("M{i}"), "2026-11-20T12:00:00Z"),
+                            &Hl7Content::Nothing,
+                        )
+                    })
+                    .await
+            })
+        });
+        let mut out = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            out.push(call.await.expect("join"));
+        }
+        out
+    });
+    assert_eq!(results.iter().filter(|r| r.is_err()).count(), 1);
+    catalog.shutdown();
+    let store = Store::open(&path, true).expect("reopen");
+    let n: i64 = store
+        .conn
+        .query_row("SELECT count(*) FROM hl7_messages", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(n, 39);
+    let bad: i64 = store
+        .conn
+        .query_row(
+            "SELECT count(*) FROM hl7_messages WHERE control_id = 'BAD'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(bad, 0);
+}
