@@ -193,8 +193,10 @@ pub struct NewReport {
     pub author: Option<String>,
     pub accession_number: Option<String>,
     pub issuer_of_accession: Option<String>,
-    /// Already checked against the UID grammar by the caller.
-    pub study_uid: Option<String>,
+    /// Study Instance UIDs the report names, most specific first (an SR
+    /// names its own study and those it references). Already checked against
+    /// the UID grammar by the caller.
+    pub study_uids: Vec<String>,
     pub placer_number: Option<String>,
     pub filler_number: Option<String>,
     pub patient_ids: Vec<PatientId>,
@@ -222,7 +224,7 @@ impl NewReport {
         if let Some(p) = non_blank(&self.placer_number) {
             return Some(format!("placer:{p}"));
         }
-        non_blank(&self.study_uid).map(|u| format!("study:{u}"))
+        self.study_uids.first().map(|u| format!("study:{u}"))
     }
 }
 
@@ -573,7 +575,7 @@ pub(super) fn insert_report(
             non_blank(&r.author),
             non_blank(&r.accession_number),
             non_blank(&r.issuer_of_accession),
-            non_blank(&r.study_uid),
+            r.study_uids.first(),
             non_blank(&r.placer_number),
             non_blank(&r.filler_number),
             patient_ids,
@@ -584,6 +586,13 @@ pub(super) fn insert_report(
         ],
     )?;
     let id = conn.last_insert_rowid();
+    for uid in &r.study_uids {
+        cached_exec(
+            conn,
+            "INSERT OR IGNORE INTO report_study_uids (study_uid, report_id) VALUES (?1, ?2)",
+            params![uid, id],
+        )?;
+    }
     if key.is_none() {
         cached_exec(
             conn,
@@ -623,7 +632,11 @@ pub(super) fn insert_report(
             .map(|c| format!(", alert {c}"))
             .unwrap_or_default(),
         acc = non_blank(&r.accession_number).unwrap_or("-"),
-        uid = non_blank(&r.study_uid).unwrap_or("-"),
+        uid = if r.study_uids.is_empty() {
+            "-".to_owned()
+        } else {
+            r.study_uids.join(" ")
+        },
     );
     insert_audit(conn, &at, actor, "report_received", None, &detail)?;
     let links = link_report(conn, id, policy, &at)?;
@@ -692,7 +705,7 @@ pub(super) fn link_new_study(
 ) -> Result<(), Error> {
     let mut candidates: Vec<i64> = collect(
         conn,
-        "SELECT id FROM reports WHERE study_uid = ?1 \
+        "SELECT report_id FROM report_study_uids WHERE study_uid = ?1 \
          UNION SELECT id FROM reports WHERE accession_number = ?2 \
          UNION SELECT r.id FROM orders o JOIN reports r \
              ON (r.placer_number = o.placer_number OR r.filler_number = o.filler_number) \
@@ -724,7 +737,7 @@ pub(super) fn link_new_study(
 
 /// The keys of a report that linking reads.
 struct Keys {
-    study_uid: Option<String>,
+    study_uids: Vec<String>,
     accession: Option<String>,
     issuer: Option<String>,
     placer: Option<String>,
@@ -759,15 +772,17 @@ fn link_report(
 ) -> Result<Vec<Link>, Error> {
     let keys = cached_row(
         conn,
-        "SELECT study_uid, accession_number, issuer_of_accession, placer_number, filler_number, \
-         patient_ids, coalesce(exam_at, reported_at, received_at), \
+        "SELECT (SELECT json_group_array(study_uid) FROM report_study_uids \
+         WHERE report_id = reports.id), accession_number, issuer_of_accession, placer_number, \
+         filler_number, patient_ids, coalesce(exam_at, reported_at, received_at), \
          EXISTS (SELECT 1 FROM report_links WHERE report_id = reports.id) \
          FROM reports WHERE id = ?1",
         [report_id],
         |r| {
             let ids: String = r.get(5)?;
+            let uids: String = r.get(0)?;
             Ok(Keys {
-                study_uid: r.get(0)?,
+                study_uids: serde_json::from_str(&uids).unwrap_or_default(),
                 accession: r.get(1)?,
                 issuer: r.get(2)?,
                 placer: r.get(3)?,
@@ -780,7 +795,7 @@ fn link_report(
     )?;
 
     let mut found: Vec<(Candidate, LinkRule)> = Vec::new();
-    if let Some(uid) = &keys.study_uid {
+    for uid in &keys.study_uids {
         for c in collect(
             conn,
             "SELECT study_uid, patient_id, study_date FROM studies WHERE study_uid = ?1",

@@ -201,11 +201,18 @@ CREATE TABLE reports (
     recorded_by         TEXT
 ) STRICT;
 CREATE INDEX reports_by_request ON reports (request_key, id);
-CREATE INDEX reports_by_study ON reports (study_uid) WHERE study_uid IS NOT NULL;
 CREATE INDEX reports_by_accession ON reports (accession_number) WHERE accession_number IS NOT NULL;
 CREATE INDEX reports_by_placer ON reports (placer_number) WHERE placer_number IS NOT NULL;
 CREATE INDEX reports_by_filler ON reports (filler_number) WHERE filler_number IS NOT NULL;
 CREATE INDEX reports_by_received ON reports (received_at);
+
+-- Every Study Instance UID a report names (an SR may reference several
+-- studies besides its own); reports.study_uid is the first of them.
+CREATE TABLE report_study_uids (
+    study_uid           TEXT NOT NULL,
+    report_id           INTEGER NOT NULL REFERENCES reports (id),
+    PRIMARY KEY (study_uid, report_id)
+) STRICT, WITHOUT ROWID;
 
 -- How each report is tied to each study, and by which rule. A probable link
 -- (patient ID and date) counts only once a person confirms it.

@@ -76,6 +76,7 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
                 "integrity_conflicts",
                 "orders",
                 "report_links",
+                "report_study_uids",
                 "reports",
                 "series",
                 "studies"

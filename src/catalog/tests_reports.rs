@@ -55,7 +55,7 @@ fn report(status: ReportStatus, at: &str) -> NewReport {
         author: Some("Dr Reporter".into()),
         accession_number: None,
         issuer_of_accession: None,
-        study_uid: None,
+        study_uids: vec![],
         placer_number: None,
         filler_number: None,
         patient_ids: vec![PatientId {
@@ -104,7 +104,7 @@ fn actions(store: &Store, uid: &str) -> Vec<String> {
 fn a_report_before_its_images_links_when_they_arrive() {
     let (_dir, mut store) = open();
     let mut r = report(ReportStatus::Final, "2026-11-20T12:00:00Z");
-    r.study_uid = Some("1.2.3".into());
+    r.study_uids = vec!["1.2.3".into()];
     let (id, links) = store.record_report(&r).expect("record");
     assert!(links.is_empty());
     assert_eq!(store.unmatched_reports(None).expect("unmatched")[0].id, id);
