@@ -23,6 +23,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod reports;
+
+pub use reports::{DicomReports, Hl7, Linking, Reports, Sender};
+
 /// The only configuration file format version this build reads.
 pub const VERSION: i64 = 1;
 
@@ -138,6 +142,8 @@ pub struct Config {
     pub storage: Storage,
     /// `[catalog]`.
     pub catalog: Catalog,
+    /// `[reports]`.
+    pub reports: Reports,
     /// The file this was loaded from; `None` when built from a string.
     pub source_path: Option<PathBuf>,
 }
@@ -353,6 +359,7 @@ impl Config {
             catalog: FileCatalog {
                 path: Some(self.catalog.path.display().to_string()),
             },
+            reports: reports::to_file(&self.reports),
         }
     }
 }
@@ -382,6 +389,8 @@ struct FileConfig {
     storage: FileStorage,
     #[serde(default)]
     catalog: FileCatalog,
+    #[serde(default)]
+    reports: reports::FileReports,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -588,6 +597,8 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         ),
     };
 
+    let reports = reports::validate(&file.reports, &mut problems);
+
     if !problems.0.is_empty() {
         return Err(Error {
             problems: problems.0,
@@ -600,6 +611,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         dicom,
         storage,
         catalog,
+        reports,
         source_path: None,
     })
 }
