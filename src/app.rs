@@ -15,16 +15,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, LinkPolicy, Store};
 use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::reports::{self, Intake};
 use crate::scp::{Scp, Settings};
 use crate::storage::Storage;
 
 /// The sockets `serve` listens on, bound before anything else starts.
 pub struct Listeners {
     pub dicom: TcpListener,
+    pub hl7: TcpListener,
 }
 
 impl Listeners {
@@ -32,7 +34,10 @@ impl Listeners {
         let dicom = TcpListener::bind(config.dicom.listen)
             .await
             .with_context(|| format!("cannot listen for DICOM on {}", config.dicom.listen))?;
-        Ok(Listeners { dicom })
+        let hl7 = TcpListener::bind(config.reports.hl7.listen)
+            .await
+            .with_context(|| format!("cannot listen for HL7 on {}", config.reports.hl7.listen))?;
+        Ok(Listeners { dicom, hl7 })
     }
 }
 
@@ -56,23 +61,43 @@ pub async fn serve(
     .await?
     .with_context(|| format!("cannot open storage at {}", config.storage.path.display()))?;
     let (catalog_path, durable) = (config.catalog.path.clone(), config.storage.fsync);
-    let catalog = tokio::task::spawn_blocking(move || Catalog::open(&catalog_path, durable))
-        .await?
-        .with_context(|| {
-            format!(
-                "cannot open the catalog at {}",
-                config.catalog.path.display()
-            )
-        })?;
+    let policy = link_policy(&config);
+    let catalog = tokio::task::spawn_blocking(move || {
+        let mut store = Store::open(&catalog_path, durable)?;
+        store.set_link_policy(policy);
+        Catalog::spawn(store)
+    })
+    .await?
+    .with_context(|| {
+        format!(
+            "cannot open the catalog at {}",
+            config.catalog.path.display()
+        )
+    })?;
     let metrics = Metrics::new();
-    let ingest = Ingest::new(storage, catalog.clone(), Arc::clone(&metrics));
+    let sr_policy = crate::ingest::sr::Policy {
+        pdf_is_final: config.reports.dicom.pdf_is_final,
+        alerts: config.reports.alerts.clone(),
+        timezone: config.site.timezone.clone(),
+    };
+    let ingest = Ingest::new(storage, catalog.clone(), Arc::clone(&metrics), sr_policy);
     let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));
+
+    let intake = Intake::new(&config, catalog.clone(), Arc::clone(&metrics));
 
     let tracker = TaskTracker::new();
     let dicom_addr = listeners.dicom.local_addr()?;
+    let hl7_addr = listeners.hl7.local_addr()?;
     tracker.spawn(Arc::clone(&scp).run(listeners.dicom, shutdown.clone(), tracker.clone()));
+    tracker.spawn(reports::run(
+        intake,
+        listeners.hl7,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
     tracing::info!(
         listen = %dicom_addr,
+        hl7 = %hl7_addr,
         ae_title = %config.dicom.ae_title,
         storage = %config.storage.path.display(),
         fsync = config.storage.fsync,
@@ -96,6 +121,15 @@ pub async fn serve(
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the catalog may link by itself, from `[reports.linking]`.
+pub fn link_policy(config: &Config) -> LinkPolicy {
+    LinkPolicy {
+        probable: config.reports.linking.probable,
+        probable_window: config.reports.linking.probable_window,
+        timezone: config.site.timezone.clone(),
+    }
 }
 
 /// Tells systemd (Type=notify) that the listeners are bound, and pets its

@@ -12,6 +12,7 @@
 //! - [`catalog`] — the SQLite catalog; the only module that writes SQL.
 //! - [`json`] — the JSON shapes shared by the CLI's `--json` and the HTTP API.
 //! - [`metrics`] — Prometheus counters and gauges.
+//! - [`reports`] — the HL7 MLLP listener; HL7 messages into catalog reports.
 //! - [`scu`] — the diagnostic SCU behind `echo` and `send`.
 //! - [`hl7`] — HL7 v2: MLLP framing, parsing and field extraction, ACKs.
 //! - [`cli`] — the command-line commands other than `serve`.
@@ -26,6 +27,7 @@ pub mod hl7;
 pub mod ingest;
 pub mod json;
 pub mod metrics;
+pub mod reports;
 pub mod scp;
 pub mod scu;
 pub mod storage;

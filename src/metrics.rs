@@ -15,6 +15,11 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 /// Every metric of the process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -27,6 +32,9 @@ pub struct Metrics {
     pub associations_active: Gauge,
     pub associations_rejected: Family<ReasonLabels, Counter>,
     pub echoes: Counter,
+    pub hl7_messages: Family<OutcomeLabels, Counter>,
+    pub hl7_duplicates: Counter,
+    pub hl7_connections_active: Gauge,
 }
 
 impl Metrics {
@@ -62,6 +70,22 @@ impl Metrics {
                 "DICOM associations rejected, by reason",
             ),
             echoes: registered(r, "echoes", "C-ECHO requests answered"),
+            hl7_messages: registered(
+                r,
+                "hl7_messages",
+                "HL7 frames by outcome: the ACK code sent (AA, AE, AR), or why none was \
+                 (junk, truncated, abandoned, timeout, uncommitted, connection_refused)",
+            ),
+            hl7_duplicates: registered(
+                r,
+                "hl7_duplicates",
+                "HL7 messages seen before (MSH-3, MSH-4, MSH-10), acknowledged again",
+            ),
+            hl7_connections_active: registered(
+                r,
+                "hl7_connections_active",
+                "MLLP connections open",
+            ),
             registry,
         })
     }
@@ -78,6 +102,15 @@ impl Metrics {
         self.associations_rejected
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an HL7 frame by its outcome.
+    pub fn hl7_message(&self, outcome: &str) {
+        self.hl7_messages
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -455,6 +455,31 @@ impl Store {
         self.write(|conn| insert_report(conn, report, None, &policy))
     }
 
+    /// Records several reports in one transaction (a CSV back-fill).
+    pub fn record_reports(
+        &mut self,
+        reports: &[NewReport],
+    ) -> Result<Vec<(i64, Vec<Link>)>, Error> {
+        let policy = self.link_policy.clone();
+        self.write(|conn| {
+            reports
+                .iter()
+                .map(|r| insert_report(conn, r, None, &policy))
+                .collect()
+        })
+    }
+
+    /// The most recently received reports, newest first, with their links.
+    pub fn recent_reports(&self, limit: Option<usize>) -> Result<Vec<ReportRow>, Error> {
+        let sql = format!("SELECT {REPORT_COLUMNS} FROM reports ORDER BY id DESC LIMIT ?1");
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut reports = collect(&self.conn, &sql, [limit], report_from_row)?;
+        for r in &mut reports {
+            r.links = links_of_report(&self.conn, r.id)?;
+        }
+        Ok(reports)
+    }
+
     /// One report with its links.
     pub fn report(&self, id: i64) -> Result<Option<ReportRow>, Error> {
         let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1");
@@ -639,7 +664,7 @@ pub(super) fn insert_report(
         },
     );
     insert_audit(conn, &at, actor, "report_received", None, &detail)?;
-    let links = link_report(conn, id, policy, &at)?;
+    let links = link_report(conn, id, policy, &at, actor)?;
     for study in affected {
         if !links.iter().any(|l| l.study_uid == study) {
             refresh_study(conn, &study, &at)?;
@@ -688,7 +713,7 @@ fn insert_order(
     )?;
     let mut links = Vec::new();
     for id in waiting {
-        links.extend(link_report(conn, id, policy, &at)?);
+        links.extend(link_report(conn, id, policy, &at, SYSTEM)?);
     }
     Ok(links)
 }
@@ -730,7 +755,7 @@ pub(super) fn link_new_study(
     candidates.sort_unstable();
     candidates.dedup();
     for id in candidates {
-        link_report(conn, id, policy, at)?;
+        link_report(conn, id, policy, at, SYSTEM)?;
     }
     Ok(())
 }
@@ -769,6 +794,7 @@ fn link_report(
     report_id: i64,
     policy: &LinkPolicy,
     at: &str,
+    actor: &str,
 ) -> Result<Vec<Link>, Error> {
     let keys = cached_row(
         conn,
@@ -843,7 +869,7 @@ fn link_report(
                 continue;
             }
         }
-        if let Some(link) = insert_link(conn, report_id, &c.study_uid, *rule, false, at)? {
+        if let Some(link) = insert_link(conn, report_id, &c.study_uid, *rule, false, at, actor)? {
             links.push(link);
         }
     }
@@ -866,6 +892,7 @@ fn link_report(
                         LinkRule::PatientDate,
                         true,
                         at,
+                        actor,
                     )? {
                         links.push(link);
                     }
@@ -898,6 +925,7 @@ fn insert_link(
     rule: LinkRule,
     probable: bool,
     at: &str,
+    actor: &str,
 ) -> Result<Option<Link>, Error> {
     let inserted = cached_exec(
         conn,
@@ -918,7 +946,7 @@ fn insert_link(
     insert_audit(
         conn,
         at,
-        SYSTEM,
+        actor,
         if probable {
             "report_probable_link"
         } else {

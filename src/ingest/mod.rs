@@ -14,6 +14,7 @@
 //! renamed into place, its directory fsynced and its row committed.
 
 pub mod parse;
+pub mod sr;
 pub mod verify;
 
 use std::collections::HashSet;
@@ -94,6 +95,8 @@ pub struct Ingest {
     storage: Storage,
     catalog: Catalog,
     metrics: Arc<Metrics>,
+    /// How SR and PDF instances are read as reports.
+    reports: sr::Policy,
     in_flight: InFlight,
 }
 
@@ -141,13 +144,52 @@ impl Receiving {
 }
 
 impl Ingest {
-    pub fn new(storage: Storage, catalog: Catalog, metrics: Arc<Metrics>) -> Arc<Ingest> {
+    pub fn new(
+        storage: Storage,
+        catalog: Catalog,
+        metrics: Arc<Metrics>,
+        reports: sr::Policy,
+    ) -> Arc<Ingest> {
         Arc::new(Ingest {
             storage,
             catalog,
             metrics,
+            reports,
             in_flight: InFlight::default(),
         })
+    }
+
+    /// The report a stored SR or PDF instance carries, if its class can be
+    /// one. A report that cannot be read leaves the instance stored (it was
+    /// verified) and says so in the log: the study then stays unreported,
+    /// which is the safe side.
+    fn read_report(
+        &self,
+        id: &Identity,
+        rel_path: &std::path::Path,
+        size: u64,
+        received_at: jiff::Timestamp,
+    ) -> Option<catalog::NewReport> {
+        let class = id.sop_class.to_string();
+        if !sr::may_be_report(&class) {
+            return None;
+        }
+        let instance = id.sop_instance.to_string();
+        let path = self.storage.root().join(rel_path);
+        match sr::read(&path, size, &class, &instance, received_at, &self.reports) {
+            Ok(report) => {
+                if let Some(r) = &report {
+                    tracing::info!(sop_instance_uid = %instance, status = r.status.as_str(),
+                        studies = r.study_uids.len(), "DICOM report received");
+                }
+                report
+            }
+            Err(e) => {
+                tracing::warn!(sop_instance_uid = %instance, error = %e,
+                    "stored, but its report content could not be read");
+                None
+            }
+        }
     }
 
     pub fn storage(&self) -> &Storage {
@@ -412,6 +454,7 @@ impl Ingest {
             }
         };
         let text = |g, e| parse::text(&summary, dicom_core::Tag(g, e));
+        let report = self.read_report(&id, &rel_path, size, received_at);
         let record = NewInstance {
             study_uid: id.study.to_string(),
             series_uid: id.series.to_string(),
@@ -435,7 +478,7 @@ impl Ingest {
             received_at,
             calling_ae: req.calling_ae.clone(),
             source: req.source.clone(),
-            report: None,
+            report: report.map(Box::new),
         };
         match rt.block_on(self.catalog.record_instance(record)) {
             Ok(()) => {
