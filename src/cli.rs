@@ -15,6 +15,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::catalog::{Store, StudyFilter, StudyState};
 use crate::config::Config;
 
+mod reports;
+
 pub const EXIT_PROBLEM: u8 = 1;
 pub const EXIT_CONFIG: u8 = 78;
 
@@ -57,6 +59,13 @@ pub enum Command {
         #[arg(long)]
         study: Option<String>,
     },
+    /// Record, import or confirm reports by hand.
+    Report {
+        #[command(subcommand)]
+        command: reports::ReportCommand,
+    },
+    /// List reports: the latest, or those that link to no study.
+    Reports(reports::ReportsArgs),
     /// Send a C-ECHO to AE@HOST:PORT.
     Echo {
         peer: crate::scu::Peer,
@@ -119,6 +128,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Studies(args) => studies(&config, &args),
         Command::Study { uid, json } => study(&config, &uid, json),
         Command::Verify { study } => verify(&config, study.as_deref()),
+        Command::Report { command } => reports::run(&config, command),
+        Command::Reports(args) => reports::list(&config, &args),
         Command::Echo { peer, aet } => echo(&config, &peer, aet),
         Command::Send { to, aet, files } => send(&config, &to, aet, &files),
     };
@@ -140,12 +151,14 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.catalog.path, config.storage.fsync).with_context(|| {
+    let mut store = Store::open(&config.catalog.path, config.storage.fsync).with_context(|| {
         format!(
             "cannot open the catalog at {}",
             config.catalog.path.display()
         )
-    })
+    })?;
+    store.set_link_policy(crate::app::link_policy(config));
+    Ok(store)
 }
 
 fn studies(config: &Config, args: &StudiesArgs) -> anyhow::Result<ExitCode> {
@@ -231,6 +244,12 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
         s.first_received_at, s.last_received_at
     )?;
     writeln!(out, "state        {}", s.state)?;
+    if let Some(at) = &s.reported_at {
+        writeln!(out, "reported at  {at}")?;
+    }
+    if let Some(status) = &s.report_status {
+        writeln!(out, "last report  {status}")?;
+    }
     writeln!(out, "series       {}", s.series_count)?;
     writeln!(out, "instances    {}", s.instance_count)?;
     for i in &shape.instances {
@@ -242,6 +261,28 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     for f in &shape.ingest_failures {
         writeln!(out, "  refused {}  {:#06X}  {}", f.at, f.status, f.reason)?;
+    }
+    writeln!(out, "reports      {}", shape.reports.len())?;
+    for r in &shape.reports {
+        let link = r.links.iter().find(|l| l.study_uid == s.study_uid);
+        writeln!(
+            out,
+            "  report {}  {}{}  {}  from {}  linked by {}{}{}",
+            r.id,
+            r.status,
+            if r.withdrawn { " (withdrawn)" } else { "" },
+            r.reported_at.as_deref().unwrap_or("-"),
+            r.origin,
+            link.map_or("-", |l| l.rule.as_str()),
+            match link {
+                Some(l) if !l.counts => " (not counted: unconfirmed or rejected)",
+                _ => "",
+            },
+            if r.current { "" } else { " (superseded)" },
+        )?;
+        if let Some(alert) = &r.alert_category {
+            writeln!(out, "    alert: {alert}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
