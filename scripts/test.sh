@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of studywatch. First installs the real peers the tests
-# drive when they are missing: DCMTK and strace from Debian packages,
-# pynetdicom (with pydicom) from PyPI.
+# drive when they are missing: DCMTK, strace and python3-hl7 (for its
+# mllp_send) from Debian packages, pynetdicom (with pydicom) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
 missing=()
 [ -x /usr/bin/storescu ] && [ -x /usr/bin/dcmsend ] && [ -x /usr/bin/echoscu ] && [ -x /usr/bin/dcmdump ] || missing+=(dcmtk)
 command -v strace >/dev/null || missing+=(strace)
+command -v mllp_send >/dev/null || missing+=(python3-hl7)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq

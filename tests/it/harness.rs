@@ -30,6 +30,12 @@ pub struct Options {
     pub dicom_extra: String,
     pub storage_extra: String,
     pub peers: String,
+    /// Extra keys for `[reports.hl7]` (e.g. `allowed_senders = [...]`).
+    pub hl7_extra: String,
+    /// Further sections after `[reports.hl7]` (`[reports.hl7.fields]`, ...).
+    pub reports_extra: String,
+    /// The HL7 port of a gateway process; None picks a free one.
+    pub hl7_port: Option<u16>,
 }
 
 impl Options {
@@ -44,12 +50,13 @@ impl Options {
 pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    pub hl7_port: u16,
     pub config_path: PathBuf,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn config_text(dir: &Path, listen: &str, opts: &Options) -> String {
+pub fn config_text(dir: &Path, listen: &str, hl7_listen: &str, opts: &Options) -> String {
     format!(
         r#"version = 1
 [log]
@@ -67,7 +74,14 @@ min_free_bytes = 0
 {storage_extra}
 [catalog]
 path = "{catalog}"
+[reports.hl7]
+listen = "{hl7_listen}"
+frame_timeout = "5s"
+{hl7_extra}
+{reports_extra}
 "#,
+        hl7_extra = opts.hl7_extra,
+        reports_extra = opts.reports_extra,
         accept = opts.accept_unknown_callers.unwrap_or(true),
         read_timeout = opts.read_timeout.as_deref().unwrap_or("10s"),
         dicom_extra = opts.dicom_extra,
@@ -87,7 +101,14 @@ impl TestGateway {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
-        let text = config_text(dir.path(), &format!("127.0.0.1:{port}"), &opts);
+        let hl7_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let hl7_port = hl7_listener.local_addr().unwrap().port();
+        let text = config_text(
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            &format!("127.0.0.1:{hl7_port}"),
+            &opts,
+        );
         let config_path = dir.path().join("studywatch.toml");
         std::fs::write(&config_path, &text).unwrap();
         let config = Config::from_toml_str(&text).expect("test config is valid");
@@ -103,8 +124,10 @@ impl TestGateway {
             rt.block_on(async move {
                 listener.set_nonblocking(true).unwrap();
                 let dicom = tokio::net::TcpListener::from_std(listener).unwrap();
+                hl7_listener.set_nonblocking(true).unwrap();
+                let hl7 = tokio::net::TcpListener::from_std(hl7_listener).unwrap();
                 let _ = ready_tx.send(());
-                studywatch::app::serve(config, studywatch::app::Listeners { dicom }, token)
+                studywatch::app::serve(config, studywatch::app::Listeners { dicom, hl7 }, token)
                     .await
                     .expect("gateway ran");
             });
@@ -115,6 +138,7 @@ impl TestGateway {
         let gw = TestGateway {
             dir,
             port,
+            hl7_port,
             config_path,
             shutdown,
             thread: Some(thread),
@@ -275,7 +299,12 @@ pub fn free_port() -> u16 {
 /// Writes a config for a gateway process under `dir` listening on `port`.
 pub fn write_process_config(dir: &Path, port: u16, opts: &Options) -> PathBuf {
     let path = dir.join("studywatch.toml");
-    std::fs::write(&path, config_text(dir, &format!("127.0.0.1:{port}"), opts)).unwrap();
+    let hl7 = format!("127.0.0.1:{}", opts.hl7_port.unwrap_or_else(free_port));
+    std::fs::write(
+        &path,
+        config_text(dir, &format!("127.0.0.1:{port}"), &hl7, opts),
+    )
+    .unwrap();
     path
 }
 

@@ -8,3 +8,4 @@ mod association;
 mod cli;
 mod durability;
 mod ingest;
+mod reports;

@@ -1,0 +1,701 @@
+//! Reports in: HL7 v2 over MLLP from python-hl7's `mllp_send` (a real
+//! sender), DICOM SR through DCMTK `storescu`, and their linking to studies
+//! as the CLI shows it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+/// UIDs of this file's studies live under this root.
+const ROOT: &str = "1.2.826.0.1.3680043.10.1661.77";
+const PATIENT: &str = "RXX1000001";
+
+/// An ACK as `mllp_send` printed it.
+#[derive(Debug)]
+struct Ack {
+    code: String,
+    control_id: String,
+    text: String,
+}
+
+/// A fixture from tests/data/hl7 with its placeholders filled in and its
+/// segments ended by CR, as a RIS sends them.
+fn fixture(name: &str, subs: &[(&str, &str)]) -> Vec<u8> {
+    let mut bytes = std::fs::read(repo().join("tests/data/hl7").join(name)).expect("fixture");
+    for (key, value) in subs {
+        bytes = replace(
+            &bytes,
+            format!("{{{{{key}}}}}").as_bytes(),
+            value.as_bytes(),
+        );
+    }
+    let text: Vec<u8> = bytes.into_iter().filter(|&b| b != b'\r').collect();
+    let mut segments: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|s| !s.is_empty())
+        .collect();
+    // Placeholders left unfilled would be a mistake in the test itself.
+    for s in &mut segments {
+        assert!(
+            !String::from_utf8_lossy(s).contains("{{"),
+            "unfilled placeholder in {name}"
+        );
+    }
+    segments.join(&b'\r')
+}
+
+fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every placeholder, filled from a few values.
+fn subs<'a>(
+    control_id: &'a str,
+    study_uid: &'a str,
+    accession: &'a str,
+    placer: &'a str,
+    filler: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CONTROL_ID", control_id),
+        ("STUDY_UID", study_uid),
+        ("ACCESSION", accession),
+        ("PLACER", placer),
+        ("FILLER", filler),
+        ("PATIENT_ID", PATIENT),
+        ("REPORT_TIME", "20261120143000"),
+        ("EXAM_TIME", "20261120101500"),
+    ]
+}
+
+/// Sends the messages with `mllp_send` on one connection, one after the
+/// other, each waiting for its ACK; returns the ACKs in order.
+fn mllp_send(port: u16, dir: &Path, messages: &[Vec<u8>]) -> Vec<Ack> {
+    let file = dir.join(format!("messages-{}.mllp", rand_suffix()));
+    let mut framed = Vec::new();
+    for m in messages {
+        framed.push(0x0B);
+        framed.extend_from_slice(m);
+        framed.extend_from_slice(&[0x1C, 0x0D]);
+    }
+    std::fs::write(&file, framed).unwrap();
+    let out = Command::new("mllp_send")
+        .arg("--file")
+        .arg(&file)
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("127.0.0.1")
+        .output()
+        .expect("run mllp_send (python3-hl7)");
+    assert!(out.status.success(), "{}", show(&out));
+    let acks = parse_acks(&out.stdout);
+    assert_eq!(acks.len(), messages.len(), "{}", show(&out));
+    acks
+}
+
+fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
+    let mut acks = Vec::new();
+    for frame in stdout.split(|&b| b == 0x0B).skip(1) {
+        let body = frame.split(|&b| b == 0x1C).next().unwrap_or(&[]);
+        let text = String::from_utf8_lossy(body);
+        let msh = text.split('\r').next().unwrap_or("");
+        let sep = msh.chars().nth(3).unwrap_or('|');
+        let msa = text
+            .split('\r')
+            .find(|s| s.starts_with("MSA"))
+            .unwrap_or_else(|| panic!("no MSA in {text:?}"));
+        let f: Vec<&str> = msa.split(sep).collect();
+        acks.push(Ack {
+            code: f.get(1).unwrap_or(&"").to_string(),
+            control_id: f.get(2).unwrap_or(&"").to_string(),
+            text: f.get(3).unwrap_or(&"").to_string(),
+        });
+    }
+    acks
+}
+
+/// Writes one CT instance of a study and sends it with DCMTK storescu.
+fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: &str) {
+    let dir = gw.dir.path().join(format!("images-{}", rand_suffix()));
+    let out = python(
+        "tests/peers/make_study.py",
+        &[
+            dir.to_str().unwrap(),
+            "--study-uid",
+            uid,
+            "--accession",
+            accession,
+            "--patient-id",
+            patient,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    storescu(gw, &PathBuf::from(file));
+}
+
+fn storescu(gw: &TestGateway, file: &Path) {
+    let out = dcmtk(
+        "storescu",
+        &[
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &gw.port.to_string(),
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+fn make_sr(gw: &TestGateway, args: &[&str]) -> PathBuf {
+    let path = gw.dir.path().join(format!("sr-{}.dcm", rand_suffix()));
+    let mut all = vec!["--out", path.to_str().unwrap(), "--patient-id", PATIENT];
+    all.extend_from_slice(args);
+    let out = python("tests/peers/make_sr.py", &all);
+    assert!(out.status.success(), "{}", show(&out));
+    path
+}
+
+fn cli_json(gw: &TestGateway, args: &[&str]) -> Value {
+    let out: Output = gw.cli(args);
+    assert!(out.status.success(), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
+fn study(gw: &TestGateway, uid: &str) -> Value {
+    cli_json(gw, &["study", uid, "--json"])
+}
+
+/// The rules by which a study's reports are linked to it.
+fn link_rules(study: &Value) -> Vec<String> {
+    let uid = study["study_uid"].as_str().unwrap();
+    study["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["links"].as_array().unwrap().clone())
+        .filter(|l| l["study_uid"] == uid)
+        .map(|l| l["rule"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn hl7_reports_link_by_study_uid_accession_and_order() {
+    let gw = TestGateway::start();
+    let uid = |n: u32| format!("{ROOT}.1.{n}");
+    for (n, acc) in [(1, "ACC-A"), (2, "ACC-B"), (3, "ACC-C"), (4, "ACC-D")] {
+        send_study(&gw, &uid(n), acc, PATIENT);
+    }
+    let (a, b, c, d) = (uid(1), uid(2), uid(3), uid(4));
+    let unreceived = uid(99);
+    let messages = vec![
+        // The study UID alone says which study (its accession matches nothing).
+        fixture(
+            "oru-zds-study-uid.hl7",
+            &subs("M-A", &a, "NO-SUCH-ACC", "PL-A", "FL-A"),
+        ),
+        fixture(
+            "oru-accession.hl7",
+            &subs("M-B", "", "ACC-B", "PL-B", "FL-B"),
+        ),
+        // An order ties placer PL-C to accession ACC-C; the report names
+        // only the placer and filler numbers.
+        fixture(
+            "orm-o01.hl7",
+            &subs("M-C1", &unreceived, "ACC-C", "PL-C", "FL-C"),
+        ),
+        fixture(
+            "oru-placer-filler.hl7",
+            &subs("M-C2", "", "", "PL-C", "FL-C"),
+        ),
+        fixture(
+            "oru-ipc-study-uid.hl7",
+            &subs("M-D", &d, "ACC-D", "PL-D", "FL-D"),
+        ),
+        fixture(
+            "omi-o23.hl7",
+            &subs("M-E", &uid(98), "ACC-E", "PL-E", "FL-E"),
+        ),
+    ];
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
+    let ids: Vec<&str> = acks.iter().map(|a| a.control_id.as_str()).collect();
+    assert_eq!(ids, ["M-A", "M-B", "M-C1", "M-C2", "M-D", "M-E"]);
+    for ack in &acks {
+        assert_eq!(ack.code, "AA", "{ack:?}");
+    }
+    assert!(acks[0].text.contains("linked to 1 study"), "{:?}", acks[0]);
+
+    for (study_uid, rule) in [
+        (&a, "study_uid"),
+        (&b, "accession"),
+        (&c, "order"),
+        (&d, "study_uid"),
+    ] {
+        let s = study(&gw, study_uid);
+        assert_eq!(s["state"], "reported", "{study_uid}: {s:#}");
+        assert_eq!(s["report_status"], "final");
+        assert_eq!(link_rules(&s), [rule], "{study_uid}");
+        // OBR-22 20261120143000, London (GMT in November).
+        assert_eq!(s["reported_at"], "2026-11-20T14:30:00Z");
+    }
+    // The text view says how the report was linked.
+    let out = gw.cli(&["study", &c]);
+    assert!(show(&out).contains("linked by order"), "{}", show(&out));
+    let reported = cli_json(&gw, &["studies", "--reported", "--json"]);
+    assert_eq!(reported.as_array().unwrap().len(), 4);
+    assert!(
+        cli_json(&gw, &["studies", "--unreported", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_report_that_arrives_before_its_images_links_when_they_arrive() {
+    let gw = TestGateway::start();
+    let uid = format!("{ROOT}.2.1");
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[fixture(
+            "oru-accession.hl7",
+            &subs("EARLY-1", "", "ACC-EARLY", "PL-1", "FL-1"),
+        )],
+    );
+    assert_eq!(acks[0].code, "AA");
+    assert!(
+        acks[0].text.contains("no study matches yet"),
+        "{:?}",
+        acks[0]
+    );
+    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    assert_eq!(unmatched.as_array().unwrap().len(), 1);
+    assert_eq!(unmatched[0]["accession_number"], "ACC-EARLY");
+    assert_eq!(unmatched[0]["origin"], "hl7");
+
+    send_study(&gw, &uid, "ACC-EARLY", PATIENT);
+    let s = study(&gw, &uid);
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(link_rules(&s), ["accession"]);
+    assert!(
+        cli_json(&gw, &["reports", "--unmatched", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn result_status_withdrawal_and_cancellation_decide_the_state() {
+    let gw = TestGateway::start();
+    let uid = format!("{ROOT}.3.1");
+    send_study(&gw, &uid, "ACC-S", PATIENT);
+    let send = |file: &str, id: &str| {
+        let acks = mllp_send(
+            gw.hl7_port,
+            gw.dir.path(),
+            &[fixture(file, &subs(id, &uid, "ACC-S", "PL-S", "FL-S"))],
+        );
+        assert_eq!(acks[0].code, "AA", "{file}: {:?}", acks[0]);
+        study(&gw, &uid)
+    };
+    let s = send("oru-preliminary.hl7", "S1");
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("unreported"), Some("preliminary"))
+    );
+    let s = send("oru-zds-study-uid.hl7", "S2");
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("reported"), Some("final"))
+    );
+    let s = send("oru-withdrawn.hl7", "S3");
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("unreported"), Some("withdrawn"))
+    );
+    let s = send("oru-corrected.hl7", "S4");
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("reported"), Some("corrected"))
+    );
+    let audit: Vec<&str> = s["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert!(audit.contains(&"study_reopened"), "{audit:?}");
+    assert_eq!(s["reports"].as_array().unwrap().len(), 4);
+
+    // A cancelled order on a study with images is left for a person.
+    let other = format!("{ROOT}.3.2");
+    send_study(&gw, &other, "ACC-X", PATIENT);
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[fixture(
+            "oru-cancelled.hl7",
+            &subs("X1", &other, "ACC-X", "PL-X", "FL-X"),
+        )],
+    );
+    assert_eq!(acks[0].code, "AA");
+    let s = study(&gw, &other);
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("unreported"), Some("cancelled"))
+    );
+    assert!(
+        s["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "order_cancelled")
+    );
+}
+
+#[test]
+fn failsafe_alert_categories_are_stored_with_the_report() {
+    let gw = TestGateway::start();
+    let messages = vec![
+        fixture(
+            "oru-critical-flag.hl7",
+            &subs("F1", "", "ACC-F1", "P1", "F1"),
+        ),
+        fixture(
+            "oru-critical-text.hl7",
+            &subs("F2", "", "ACC-F2", "P2", "F2"),
+        ),
+        fixture(
+            "oru-suspected-cancer.hl7",
+            &subs("F3", "", "ACC-F3", "P3", "F3"),
+        ),
+        fixture("oru-accession.hl7", &subs("F4", "", "ACC-F4", "P4", "F4")),
+        fixture("oru-escapes.hl7", &subs("F5", "", "ACC-F5", "P5", "F5")),
+        fixture("oru-latin1.hl7", &subs("F6", "", "ACC-F6", "P6", "F6")),
+    ];
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
+    assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
+    let reports = cli_json(&gw, &["reports", "--json"]);
+    let by_accession = |acc: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["accession_number"] == acc)
+            .unwrap_or_else(|| panic!("no report for {acc}"))
+            .clone()
+    };
+    assert_eq!(by_accession("ACC-F1")["alert_category"], "critical");
+    assert_eq!(by_accession("ACC-F2")["alert_category"], "critical");
+    assert_eq!(by_accession("ACC-F3")["alert_category"], "suspected_cancer");
+    assert_eq!(by_accession("ACC-F4")["alert_category"], Value::Null);
+    // Escapes decoded; Latin-1 read as such.
+    let escaped = by_accession("ACC-F5");
+    assert!(
+        !escaped["text"].as_str().unwrap().contains("\\F\\"),
+        "{escaped:#}"
+    );
+    let latin = by_accession("ACC-F6");
+    assert!(
+        latin["text"].as_str().unwrap().contains("Ödem"),
+        "{latin:#}"
+    );
+    // Patient identifiers keep every repeat with its authority.
+    let ids = by_accession("ACC-F4")["patient_ids"].clone();
+    assert_eq!(ids[0]["id"], PATIENT);
+    assert_eq!(ids[1]["authority"], "NHS");
+}
+
+#[test]
+fn a_message_seen_before_is_acknowledged_again_and_processed_once() {
+    let gw = TestGateway::start();
+    let message = fixture("oru-accession.hl7", &subs("DUP-1", "", "ACC-DUP", "P", "F"));
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[message.clone(), message.clone()],
+    );
+    // And once more on a new connection.
+    let again = mllp_send(gw.hl7_port, gw.dir.path(), &[message]);
+    for ack in acks.iter().chain(&again) {
+        assert_eq!(
+            (ack.code.as_str(), ack.control_id.as_str()),
+            ("AA", "DUP-1")
+        );
+    }
+    assert!(acks[1].text.contains("duplicate"), "{:?}", acks[1]);
+    let reports = cli_json(&gw, &["reports", "--json"]);
+    assert_eq!(reports.as_array().unwrap().len(), 1, "{reports:#}");
+}
+
+#[test]
+fn refused_and_garbage_frames_get_ae_or_ar_and_the_listener_keeps_serving() {
+    let gw = TestGateway::with(Options {
+        hl7_extra: "max_message_bytes = 4096".into(),
+        ..Options::default()
+    });
+    let mut oversized = fixture("oru-accession.hl7", &subs("BIG-1", "", "ACC-BIG", "P", "F"));
+    oversized.extend_from_slice(b"\rOBX|9|TX|||");
+    oversized.extend(std::iter::repeat_n(b'x', 6000));
+    let messages = vec![
+        b"this is not an HL7 message at all".to_vec(),
+        fixture("adt-a01.hl7", &subs("ADT-1", "", "", "", "")),
+        fixture(
+            "oru-no-result-status.hl7",
+            &subs("NRS-1", "", "ACC-N", "P", "F"),
+        ),
+        oversized,
+        fixture("oru-accession.hl7", &subs("OK-1", "", "ACC-OK", "P", "F")),
+    ];
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
+    let codes: Vec<&str> = acks.iter().map(|a| a.code.as_str()).collect();
+    assert_eq!(codes, ["AR", "AR", "AE", "AR", "AA"], "{acks:?}");
+    assert_eq!(acks[1].control_id, "ADT-1");
+    assert!(acks[1].text.contains("ADT"), "{:?}", acks[1]);
+    assert!(acks[2].text.contains("OBR-25"), "{:?}", acks[2]);
+    assert!(acks[3].text.contains("limit"), "{:?}", acks[3]);
+    assert_eq!(acks[3].control_id, "BIG-1");
+
+    // Bytes outside any frame and a half-sent frame on another connection
+    // disturb neither that connection's next message nor anyone else's.
+    use std::io::{Read, Write};
+    let mut raw = std::net::TcpStream::connect(("127.0.0.1", gw.hl7_port)).unwrap();
+    raw.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut framed = vec![0x0B];
+    framed.extend(fixture(
+        "oru-accession.hl7",
+        &subs("RAW-1", "", "ACC-RAW", "P", "F"),
+    ));
+    framed.extend([0x1C, 0x0D]);
+    raw.write_all(&framed).unwrap();
+    raw.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = raw.read(&mut buf).unwrap();
+    let acks_raw = parse_acks(&buf[..n]);
+    assert_eq!(acks_raw[0].code, "AA", "{acks_raw:?}");
+    let mut partial = std::net::TcpStream::connect(("127.0.0.1", gw.hl7_port)).unwrap();
+    partial.write_all(b"\x0bMSH|^~\\&|HALF").unwrap();
+
+    let later = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[fixture(
+            "oru-accession.hl7",
+            &subs("OK-2", "", "ACC-OK2", "P", "F"),
+        )],
+    );
+    assert_eq!(later[0].code, "AA");
+    drop(partial);
+    // Refused messages are kept for the record too, but produce no report.
+    let reports = cli_json(&gw, &["reports", "--json"]);
+    assert_eq!(reports.as_array().unwrap().len(), 3, "{reports:#}");
+}
+
+#[test]
+fn senders_outside_the_allow_list_are_refused() {
+    let gw = TestGateway::with(Options {
+        hl7_extra: "allowed_senders = [\"OTHER_RIS^RYY\"]".into(),
+        ..Options::default()
+    });
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[fixture(
+            "oru-accession.hl7",
+            &subs("AL-1", "", "ACC-AL", "P", "F"),
+        )],
+    );
+    assert_eq!(acks[0].code, "AR");
+    assert!(acks[0].text.contains("not allowed"), "{:?}", acks[0]);
+    assert!(
+        cli_json(&gw, &["reports", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_verified_sr_links_to_its_study_and_a_dose_sr_never_does() {
+    let gw = TestGateway::start();
+    let uid = |n: u32| format!("{ROOT}.4.{n}");
+    for n in 1..=5 {
+        send_study(&gw, &uid(n), &format!("ACC-SR{n}"), PATIENT);
+    }
+    // A complete, verified Basic Text SR in the study itself.
+    storescu(
+        &gw,
+        &make_sr(&gw, &["--kind", "basic-text", "--study-uid", &uid(1)]),
+    );
+    // A dose SR, complete and verified: never a report.
+    storescu(
+        &gw,
+        &make_sr(&gw, &["--kind", "dose", "--study-uid", &uid(2)]),
+    );
+    // An unverified comprehensive SR: kept as preliminary.
+    storescu(
+        &gw,
+        &make_sr(
+            &gw,
+            &[
+                "--kind",
+                "comprehensive",
+                "--study-uid",
+                &uid(3),
+                "--verification",
+                "UNVERIFIED",
+            ],
+        ),
+    );
+    // An SR in a study of its own that names the imaging study as evidence.
+    storescu(
+        &gw,
+        &make_sr(
+            &gw,
+            &[
+                "--kind",
+                "enhanced",
+                "--study-uid",
+                &uid(90),
+                "--ref-study-uid",
+                &uid(4),
+                "--text",
+                "Suspected cancer in the left lower lobe.",
+            ],
+        ),
+    );
+    // An encapsulated PDF report counts as final by default.
+    storescu(
+        &gw,
+        &make_sr(&gw, &["--kind", "pdf", "--study-uid", &uid(5)]),
+    );
+
+    let s = study(&gw, &uid(1));
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(s["reports"][0]["origin"], "dicom_sr");
+    assert_eq!(link_rules(&s), ["study_uid"]);
+    // Verification DateTime 20261120143000 in London.
+    assert_eq!(s["reported_at"], "2026-11-20T14:30:00Z");
+
+    let s = study(&gw, &uid(2));
+    assert_eq!(s["state"], "unreported");
+    assert!(s["reports"].as_array().unwrap().is_empty(), "{s:#}");
+
+    let s = study(&gw, &uid(3));
+    assert_eq!(
+        (s["state"].as_str(), s["report_status"].as_str()),
+        (Some("unreported"), Some("preliminary"))
+    );
+
+    let s = study(&gw, &uid(4));
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(s["reports"][0]["alert_category"], "suspected_cancer");
+
+    let s = study(&gw, &uid(5));
+    assert_eq!(s["state"], "reported", "{s:#}");
+}
+
+#[test]
+fn reports_entered_and_imported_by_hand_link_like_any_other() {
+    let gw = TestGateway::start();
+    let uid = format!("{ROOT}.5.1");
+    send_study(&gw, &uid, "ACC-M1", PATIENT);
+    let out = gw.cli(&[
+        "report",
+        "link",
+        "--accession",
+        "ACC-M1",
+        "--status",
+        "final",
+        "--author",
+        "Dr Lewis",
+        "--time",
+        "2026-11-21 09:15",
+        "--by",
+        "alice",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("linked to"), "{}", show(&out));
+    let s = study(&gw, &uid);
+    assert_eq!(s["state"], "reported");
+    assert_eq!(s["reported_at"], "2026-11-21T09:15:00Z");
+    assert_eq!(s["reports"][0]["recorded_by"], "alice");
+    assert_eq!(s["reports"][0]["origin"], "manual");
+    let audit = cli_json(&gw, &["study", &uid, "--json"])["audit"].clone();
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["actor"] == "alice")
+    );
+
+    // A bad key is a usage error; nothing is recorded.
+    let out = gw.cli(&[
+        "report",
+        "link",
+        "--study-uid",
+        "1.02.3",
+        "--status",
+        "final",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+
+    let other = format!("{ROOT}.5.2");
+    send_study(&gw, &other, "ACC-M2", PATIENT);
+    let csv = gw.dir.path().join("history.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "accession,study_uid,status,time,author\n\
+             ACC-M2,,final,2026-11-19T10:00:00Z,Dr Shah\n\
+             ,,final,,\n\
+             ACC-M9,,sideways,,\n\
+             ,{other},corrected,2026-11-19 12:00,Dr Shah\n\
+             ACC-FUTURE-STUDY,,preliminary,,\n"
+        ),
+    )
+    .unwrap();
+    let out = gw.cli(&["report", "import", csv.to_str().unwrap(), "--by", "bob"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = show(&out);
+    assert!(
+        text.contains("line 3:") && text.contains("line 4:"),
+        "{text}"
+    );
+    assert!(text.contains("imported 3 reports"), "{text}");
+    let s = study(&gw, &other);
+    assert_eq!(s["state"], "reported");
+    assert_eq!(s["reported_at"], "2026-11-19T10:00:00Z");
+    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    assert_eq!(unmatched.as_array().unwrap().len(), 1);
+    assert_eq!(unmatched[0]["accession_number"], "ACC-FUTURE-STUDY");
+}

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Writes one small, valid CT instance of a chosen study into OUTDIR (named
+by its SOP Instance UID), for the report-linking tests: the study's UID,
+accession number and patient ID are the keys reports link by.
+
+  make_study.py OUTDIR --study-uid UID [--accession A] [--patient-id P]
+                [--study-date YYYYMMDD] [--index N]"""
+import argparse
+import os
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--study-uid", required=True)
+    p.add_argument("--accession", default="")
+    p.add_argument("--patient-id", default="RXX0000001")
+    p.add_argument("--study-date", default="20261120")
+    p.add_argument("--index", type=int, default=1)
+    a = p.parse_args()
+    series = f"{a.study_uid}.1"
+    sop = f"{a.study_uid}.1.{a.index}"
+    assert len(sop) <= 64, "study UID too long for derived instance UIDs"
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1234.99"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT
+    ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID = a.study_uid
+    ds.SeriesInstanceUID = series
+    ds.PatientID = a.patient_id
+    ds.PatientName = "TEST^REPORTS"
+    ds.AccessionNumber = a.accession
+    ds.Modality = "CT"
+    ds.StudyDate = a.study_date
+    ds.StudyTime = "101500"
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = a.index
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 12
+    ds.HighBit = 11
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.full((16, 16), a.index, dtype=np.uint16).tobytes()
+    os.makedirs(a.out, exist_ok=True)
+    path = os.path.join(a.out, f"{sop}.dcm")
+    ds.save_as(path, enforce_file_format=True)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
