@@ -699,3 +699,68 @@ fn reports_entered_and_imported_by_hand_link_like_any_other() {
     assert_eq!(unmatched.as_array().unwrap().len(), 1);
     assert_eq!(unmatched[0]["accession_number"], "ACC-FUTURE-STUDY");
 }
+
+#[test]
+fn a_message_acknowledged_survives_kill_9() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let hl7_port = free_port();
+    let config = write_process_config(
+        dir.path(),
+        port,
+        &Options {
+            hl7_port: Some(hl7_port),
+            ..Options::default()
+        },
+    );
+    let mut gw = GatewayProcess::start(&config, port, &[]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", hl7_port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let id = format!("K9-{i}");
+        let acc = format!("ACC-K9-{i}");
+        let mut framed = vec![0x0B];
+        framed.extend(fixture("oru-accession.hl7", &subs(&id, "", &acc, "P", "F")));
+        framed.extend([0x1C, 0x0D]);
+        stream.write_all(&framed).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.ends_with(&[0x1C, 0x0D]) {
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed before the ACK");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let ack = &parse_acks(&buf)[0];
+        assert_eq!(
+            (ack.code.as_str(), ack.control_id.as_str()),
+            ("AA", id.as_str())
+        );
+        acked.push(acc);
+    }
+    // Straight after the last ACK: no chance for a lazy write to finish.
+    gw.kill9();
+
+    let _gw = GatewayProcess::start(&config, port, &[]);
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["reports", "--json", "--limit", "1000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for acc in &acked {
+        assert!(
+            reports
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["accession_number"] == acc.as_str()),
+            "acknowledged report {acc} is missing after kill -9"
+        );
+    }
+}
