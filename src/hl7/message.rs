@@ -557,11 +557,31 @@ pub fn parse(raw: &[u8], fields: &Fields, tz: &TimeZone) -> Result<Parsed, Rejec
 }
 
 /// Text of the message: UTF-8 when it is valid UTF-8, else ISO-8859-1
-/// (every byte is a character; common from RIS).
+/// (every byte is a character; common from RIS), except that 0x80–0x9F are
+/// read as Windows-1252 (quotes, dashes, €): that is what "Latin-1" senders
+/// on Windows mean, and as ISO-8859-1 they would be control characters.
 fn decode_text(raw: &[u8]) -> Cow<'_, str> {
     match std::str::from_utf8(raw) {
         Ok(s) => Cow::Borrowed(s),
-        Err(_) => Cow::Owned(raw.iter().map(|&b| char::from(b)).collect()),
+        Err(_) => Cow::Owned(raw.iter().map(|&b| latin1_char(b)).collect()),
+    }
+}
+
+/// Windows-1252 for 0x80–0x9F where it defines a character, else ISO-8859-1.
+fn latin1_char(b: u8) -> char {
+    const CP1252: [char; 32] = [
+        '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}',
+        '\u{2021}', '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}',
+        '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}',
+        '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}',
+        '\u{178}',
+    ];
+    match b {
+        0x80..=0x9f => CP1252
+            .get(usize::from(b - 0x80))
+            .copied()
+            .unwrap_or(char::from(b)),
+        _ => char::from(b),
     }
 }
 

@@ -9,7 +9,7 @@
 //!   order — MSH header, patient IDs, one [`Request`] per OBR with its link
 //!   keys, status, times, author, text and abnormal flags — or into a
 //!   [`Rejected`] with the AE/AR code and a reason fit for MSA-3.
-//! - [`ack`] builds the ACK in the sender's own separators ([`ack()`]).
+//! - [`mod@ack`] builds the ACK in the sender's own separators ([`ack()`]).
 //! - [`alert`] classifies a report's flags and text into RCR fail-safe
 //!   alert categories ([`AlertRules::classify`]).
 //!

@@ -389,6 +389,30 @@ fn latin1_text_is_decoded_and_escapes_after_non_ascii_are_safe() {
 }
 
 #[test]
+fn windows_1252_punctuation_in_latin1_text() {
+    let mut m = msg(&[
+        msh("ORU^R01", "L2", "2.3"),
+        seg("OBR", &[(1, "1"), (18, "A1"), (25, "F")]),
+        "OBX|1|TX|||patient@s \u{e9}ch@ \u{96} ok||||||F".into(),
+    ])
+    .into_bytes();
+    // '@' stands for 0x92 (Windows-1252 right quote); é and U+0096 become the single bytes 0xE9 and 0x96.
+    m = String::from_utf8(m)
+        .unwrap()
+        .chars()
+        .map(|c| match c {
+            '@' => 0x92,
+            c => c as u32 as u8,
+        })
+        .collect();
+    let p = parse(&m, &Fields::default(), &utc()).unwrap();
+    assert_eq!(
+        p.requests[0].text,
+        "patient\u{2019}s \u{e9}ch\u{2019} \u{2013} ok"
+    );
+}
+
+#[test]
 fn utf8_text_is_kept() {
     let m = msg(&[
         msh("ORU^R01", "U1", "2.5"),

@@ -243,7 +243,7 @@ impl Intake {
                     }
                 }
             }
-            let mid_frame = framer.buffered_len() > 0;
+            let mid_frame = framer.in_frame();
             let read = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !mid_frame => {
