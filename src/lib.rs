@@ -17,6 +17,8 @@
 //! - [`hl7`] — HL7 v2: MLLP framing, parsing and field extraction, ACKs.
 //! - [`cli`] — the command-line commands other than `serve`.
 //! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
+//! - [`watchdog`] — rules, deadlines (calendars, working hours), alarms.
+//! - [`notify`] — delivering notifications by email (SMTP) and webhook.
 
 pub mod app;
 pub mod catalog;
@@ -27,8 +29,10 @@ pub mod hl7;
 pub mod ingest;
 pub mod json;
 pub mod metrics;
+pub mod notify;
 pub mod reports;
 pub mod scp;
 pub mod scu;
 pub mod storage;
 pub mod uid;
+pub mod watchdog;

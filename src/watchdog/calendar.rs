@@ -1,0 +1,1 @@
+//! Working hours and bank holidays: when a working-time deadline falls.

@@ -1,0 +1,3 @@
+//! The watchdog: rules, deadlines, alarms and their escalation.
+
+pub mod calendar;
