@@ -80,7 +80,13 @@ pub async fn serve(
         alerts: config.reports.alerts.clone(),
         timezone: config.site.timezone.clone(),
     };
-    let ingest = Ingest::new(storage, catalog.clone(), Arc::clone(&metrics), sr_policy);
+    let ingest = Ingest::new(
+        storage,
+        catalog.clone(),
+        Arc::clone(&metrics),
+        sr_policy,
+        rule_attributes(&config),
+    );
     let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));
 
     let intake = Intake::new(&config, catalog.clone(), Arc::clone(&metrics));
@@ -121,6 +127,24 @@ pub async fn serve(
         .ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The DICOM attributes the watchdog rules match on, as tags (the config
+/// has checked every keyword against the dictionary).
+fn rule_attributes(config: &Config) -> Vec<(dicom_core::Tag, String)> {
+    use dicom_core::dictionary::DataDictionary;
+    let mut out: Vec<(dicom_core::Tag, String)> = Vec::new();
+    for rule in &config.watchdog.rules {
+        for keyword in rule.matcher.attributes.keys() {
+            if let Some(entry) = dicom_dictionary_std::StandardDataDictionary.by_name(keyword) {
+                let tag = entry.tag.inner();
+                if !out.iter().any(|(t, _)| *t == tag) {
+                    out.push((tag, keyword.clone()));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What the catalog may link by itself, from `[reports.linking]`.

@@ -24,8 +24,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod reports;
+mod watchdog;
 
 pub use reports::{DicomReports, Hl7, Linking, Reports, Sender};
+pub use watchdog::{Failsafe, Watchdog};
 
 /// The only configuration file format version this build reads.
 pub const VERSION: i64 = 1;
@@ -144,6 +146,8 @@ pub struct Config {
     pub catalog: Catalog,
     /// `[reports]`.
     pub reports: Reports,
+    /// `[watchdog]`.
+    pub watchdog: Watchdog,
     /// The file this was loaded from; `None` when built from a string.
     pub source_path: Option<PathBuf>,
 }
@@ -360,6 +364,7 @@ impl Config {
                 path: Some(self.catalog.path.display().to_string()),
             },
             reports: reports::to_file(&self.reports),
+            watchdog: watchdog::to_file(&self.watchdog),
         }
     }
 }
@@ -391,6 +396,8 @@ struct FileConfig {
     catalog: FileCatalog,
     #[serde(default)]
     reports: reports::FileReports,
+    #[serde(default)]
+    watchdog: watchdog::FileWatchdog,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -598,6 +605,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
     };
 
     let reports = reports::validate(&file.reports, &mut problems);
+    let watchdog = watchdog::validate(&file.watchdog, &mut problems);
 
     if !problems.0.is_empty() {
         return Err(Error {
@@ -612,6 +620,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         storage,
         catalog,
         reports,
+        watchdog,
         source_path: None,
     })
 }

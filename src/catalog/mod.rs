@@ -23,6 +23,7 @@
 //! What this module never does: touch the network, read DICOM, or decide a
 //! deadline. It stores what it is told and answers questions about it.
 
+mod alarms;
 mod handle;
 mod reports;
 mod schema;
@@ -34,6 +35,10 @@ mod tests_reports;
 
 use jiff::Timestamp;
 
+pub use alarms::{
+    AlarmFilter, AlarmRow, AlarmUpdate, DeadlineUpdate, NewAlarm, NewNotification, OutboxRow,
+    StudyForRules,
+};
 pub use handle::Catalog;
 pub use reports::{
     Hl7Content, Hl7Recorded, Link, LinkPolicy, LinkRow, LinkRule, NewHl7Message, NewOrder,
@@ -173,6 +178,9 @@ pub struct NewInstance {
     /// The report this instance is (a verified SR document, an encapsulated
     /// PDF report), recorded and linked in the same transaction.
     pub report: Option<Box<NewReport>>,
+    /// DICOM attributes watchdog rules match on (keyword, value as text);
+    /// the first non-empty value per study is kept.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// A rejected C-STORE (or other ingest failure), kept so nothing is lost silently.

@@ -372,8 +372,11 @@ impl Store {
             if msg.ack_code == "AA" && !msg.control_id.is_empty() {
                 let earlier: Option<i64> = cached_row(
                     conn,
+                    // The conditions of the partial unique index, so that
+                    // SQLite searches it instead of scanning every message.
                     "SELECT id FROM hl7_messages WHERE sending_application = ?1 \
-                     AND sending_facility = ?2 AND control_id = ?3 AND ack_code = 'AA'",
+                     AND sending_facility = ?2 AND control_id = ?3 AND ack_code = 'AA' \
+                     AND control_id <> ''",
                     params![
                         msg.sending_application,
                         msg.sending_facility,

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -229,6 +229,98 @@ CREATE TABLE report_links (
     PRIMARY KEY (report_id, study_uid)
 ) STRICT;
 CREATE INDEX report_links_by_study ON report_links (study_uid);
+"#;
+
+/// Version 3: the watchdog — each study's rule and deadline, the DICOM
+/// attributes rules match on, alarms with their escalation state, and the
+/// notification outbox.
+///
+/// `studies.deadline_stale` marks a study whose rule and deadline must be
+/// (re)computed: set when the study is created or changes in a way a rule can
+/// see, and when an order for it arrives; the watchdog clears it.
+const V3: &str = r#"
+ALTER TABLE studies ADD COLUMN rule TEXT;
+ALTER TABLE studies ADD COLUMN no_report_needed INTEGER NOT NULL DEFAULT 0
+    CHECK (no_report_needed IN (0, 1));
+ALTER TABLE studies ADD COLUMN deadline_stale INTEGER NOT NULL DEFAULT 1
+    CHECK (deadline_stale IN (0, 1));
+CREATE INDEX studies_stale ON studies (study_uid) WHERE deadline_stale = 1;
+CREATE INDEX studies_unreported_by_deadline ON studies (deadline)
+    WHERE reported_at IS NULL AND no_report_needed = 0;
+CREATE TRIGGER studies_stale_on_change
+AFTER UPDATE OF modalities, accession_number, study_date, study_time, source ON studies
+WHEN NEW.deadline_stale = 0 AND (OLD.modalities IS NOT NEW.modalities
+    OR OLD.accession_number IS NOT NEW.accession_number OR OLD.study_date IS NOT NEW.study_date
+    OR OLD.study_time IS NOT NEW.study_time OR OLD.source IS NOT NEW.source)
+BEGIN
+    UPDATE studies SET deadline_stale = 1 WHERE study_uid = NEW.study_uid;
+END;
+CREATE TRIGGER studies_stale_on_order AFTER INSERT ON orders
+BEGIN
+    UPDATE studies SET deadline_stale = 1
+    WHERE deadline_stale = 0
+      AND (study_uid = NEW.study_uid OR accession_number = NEW.accession_number);
+END;
+
+-- DICOM attributes that watchdog rules match on, from the first instance
+-- that carried each.
+CREATE TABLE study_attributes (
+    study_uid           TEXT NOT NULL REFERENCES studies (study_uid),
+    keyword             TEXT NOT NULL,
+    value               TEXT NOT NULL,
+    PRIMARY KEY (study_uid, keyword)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE alarms (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind                TEXT NOT NULL CHECK (kind IN ('overdue_report', 'failsafe_unacknowledged',
+                            'unmatched_report', 'feed_silent', 'integrity', 'storage_low')),
+    -- What the alarm is about (a study UID, a report id, ...): at most one
+    -- live alarm per kind and subject.
+    subject             TEXT NOT NULL,
+    study_uid           TEXT,
+    report_id           INTEGER,
+    rule                TEXT,
+    state               TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    raised_at           TEXT NOT NULL,
+    due_at              TEXT NOT NULL,
+    detail              TEXT NOT NULL,
+    next_step           INTEGER NOT NULL DEFAULT 0 CHECK (next_step >= 0),
+    next_action_at      TEXT,
+    acknowledged_by     TEXT,
+    acknowledged_at     TEXT,
+    acknowledged_until  TEXT,
+    ack_reason          TEXT,
+    resolved_at         TEXT,
+    resolved_reason     TEXT
+) STRICT;
+CREATE UNIQUE INDEX alarms_one_live ON alarms (kind, subject) WHERE state <> 'resolved';
+CREATE INDEX alarms_next_action ON alarms (next_action_at) WHERE state = 'open';
+CREATE INDEX alarms_ack_until ON alarms (acknowledged_until) WHERE state = 'acknowledged';
+CREATE INDEX alarms_by_study ON alarms (study_uid);
+CREATE INDEX alarms_by_state ON alarms (state, id);
+
+-- Notifications to deliver, at least once, with their attempts.
+CREATE TABLE outbox (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at          TEXT NOT NULL,
+    alarm_id            INTEGER REFERENCES alarms (id),
+    channel             TEXT NOT NULL,
+    event               TEXT NOT NULL
+                        CHECK (event IN ('trigger', 'repeat', 'resolve', 'digest', 'test')),
+    step                INTEGER,
+    payload             TEXT NOT NULL,
+    state               TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'failed')),
+    attempts            INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at     TEXT NOT NULL,
+    last_error          TEXT,
+    sent_at             TEXT
+) STRICT;
+CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX outbox_by_alarm ON outbox (alarm_id);
+
+-- Linking reads a report's study UIDs by report (v2 indexed them by study only).
+CREATE INDEX report_study_uids_by_report ON report_study_uids (report_id);
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

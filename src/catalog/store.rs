@@ -747,6 +747,13 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
             &at,
         )?;
     }
+    for (keyword, value) in &rec.attributes {
+        cached_exec(
+            conn,
+            "INSERT OR IGNORE INTO study_attributes (study_uid, keyword, value) VALUES (?1, ?2, ?3)",
+            params![rec.study_uid, keyword, value],
+        )?;
+    }
     if let Some(report) = &rec.report {
         reports::insert_report(conn, report, None, policy)?;
     }

@@ -46,6 +46,7 @@ fn instance(study: &str, series: &str, sop: &str, modality: &str, at: Timestamp)
         calling_ae: "CT1".into(),
         source: "ed-ct".into(),
         report: None,
+        attributes: vec![],
     }
 }
 
@@ -69,17 +70,20 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
         assert_eq!(
             table_names(&store),
             [
+                "alarms",
                 "audit",
                 "hl7_messages",
                 "ingest_failures",
                 "instances",
                 "integrity_conflicts",
                 "orders",
+                "outbox",
                 "report_links",
                 "report_study_uids",
                 "reports",
                 "series",
-                "studies"
+                "studies",
+                "study_attributes"
             ]
         );
         let mode: String = store

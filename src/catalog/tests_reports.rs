@@ -41,6 +41,7 @@ fn image(study: &str, sop: &str, accession: &str, patient: &str, at: &str) -> Ne
         calling_ae: "CT1".into(),
         source: "ct".into(),
         report: None,
+        attributes: vec![],
     }
 }
 

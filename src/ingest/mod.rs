@@ -97,6 +97,8 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     /// How SR and PDF instances are read as reports.
     reports: sr::Policy,
+    /// DICOM attributes that watchdog rules match on, with their keywords.
+    rule_attributes: Vec<(dicom_core::Tag, String)>,
     in_flight: InFlight,
 }
 
@@ -149,12 +151,14 @@ impl Ingest {
         catalog: Catalog,
         metrics: Arc<Metrics>,
         reports: sr::Policy,
+        rule_attributes: Vec<(dicom_core::Tag, String)>,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             storage,
             catalog,
             metrics,
             reports,
+            rule_attributes,
             in_flight: InFlight::default(),
         })
     }
@@ -326,7 +330,8 @@ impl Ingest {
             return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
         }
 
-        let summary = match walk_file(&temp, data_start, &req.transfer_syntax) {
+        let extra: Vec<dicom_core::Tag> = self.rule_attributes.iter().map(|(t, _)| *t).collect();
+        let summary = match walk_file(&temp, data_start, &req.transfer_syntax, &extra) {
             Ok(s) => s,
             Err(parse::Error::Io(e)) => {
                 // Our own read-back failed: not the sender's fault.
@@ -479,6 +484,14 @@ impl Ingest {
             calling_ae: req.calling_ae.clone(),
             source: req.source.clone(),
             report: report.map(Box::new),
+            attributes: self
+                .rule_attributes
+                .iter()
+                .filter_map(|(tag, keyword)| {
+                    parse::text(&summary, *tag).map(|v| (keyword.clone(), v))
+                })
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
         };
         match rt.block_on(self.catalog.record_instance(record)) {
             Ok(()) => {
@@ -639,7 +652,12 @@ fn file_header(req: &Request) -> Vec<u8> {
 }
 
 /// Walks the data set in a received file.
-fn walk_file(temp: &TempFile, start: u64, ts: &str) -> Result<Summary, parse::Error> {
+fn walk_file(
+    temp: &TempFile,
+    start: u64,
+    ts: &str,
+    extra: &[dicom_core::Tag],
+) -> Result<Summary, parse::Error> {
     let mut file = &temp.file;
     let end = file.seek(io::SeekFrom::End(0))?;
     let ts = uid::trim(ts);
@@ -648,10 +666,10 @@ fn walk_file(temp: &TempFile, start: u64, ts: &str) -> Result<Summary, parse::Er
         let inflated =
             flate2::read::DeflateDecoder::new(io::BufReader::new(file.take(end - start)));
         let mut src = StreamSource::new(inflated);
-        parse::walk(&mut src, Encoding::EXPLICIT_LE)
+        parse::walk_collecting(&mut src, Encoding::EXPLICIT_LE, extra)
     } else {
         let mut src = SeekSource::new(file, start, end)?;
-        parse::walk(&mut src, verify::encoding(ts))
+        parse::walk_collecting(&mut src, verify::encoding(ts), extra)
     }
 }
 

@@ -216,9 +216,20 @@ enum End {
 
 /// Walks a whole data set.
 pub fn walk(source: &mut dyn Source, encoding: Encoding) -> Result<Summary, Error> {
+    walk_collecting(source, encoding, &[])
+}
+
+/// [`walk`], also collecting the top-level values of `extra` tags (the DICOM
+/// attributes watchdog rules match on).
+pub fn walk_collecting(
+    source: &mut dyn Source,
+    encoding: Encoding,
+    extra: &[Tag],
+) -> Result<Summary, Error> {
     let mut walker = Walker {
         src: source,
         summary: Summary::default(),
+        extra,
     };
     walker.elements(encoding, End::Data, 0)?;
     walker.summary.length = walker.src.position();
@@ -228,6 +239,7 @@ pub fn walk(source: &mut dyn Source, encoding: Encoding) -> Result<Summary, Erro
 struct Walker<'a> {
     src: &'a mut dyn Source,
     summary: Summary,
+    extra: &'a [Tag],
 }
 
 impl Walker<'_> {
@@ -372,7 +384,10 @@ impl Walker<'_> {
                     fragments: 0,
                 });
                 self.skip(u64::from(len))?;
-            } else if top && len <= MAX_COLLECTED_VALUE && COLLECTED.contains(&tag) {
+            } else if top
+                && len <= MAX_COLLECTED_VALUE
+                && (COLLECTED.contains(&tag) || self.extra.contains(&tag))
+            {
                 let mut value = vec![0u8; len as usize];
                 self.src.read_exact(&mut value).map_err(|e| self.eof(e))?;
                 self.summary.values.insert(tag, value);
