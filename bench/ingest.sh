@@ -9,7 +9,7 @@
 #   BENCH_N        CT instances per run (default 2000)
 #   BENCH_STOCK_N  instances for stock storescu -> stock storescp, which stalls
 #                  on Nagle + delayed ACKs at ~20/s (default 200, at most BENCH_N)
-#   BENCH_DOCS=0   do not (over)write docs/benchmarks.md
+#   BENCH_DOCS=0   do not write the ingest section of docs/benchmarks.md
 #   BENCH_BUILD=0  skip `cargo build --release` (use the binary already built)
 #   PYTHON         interpreter with pydicom and numpy (default python3)
 #
@@ -401,18 +401,18 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     if [[ $N == 2000 ]]; then SIZE_NOTE="a full run"; else
         SIZE_NOTE="a **reduced** run (BENCH_N=$N, not the full 2,000)"; fi
     {
-        echo "# Ingest benchmark"
+        echo "## Ingest benchmark"
         echo
         echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bash bench/ingest.sh\` ($SIZE_NOTE; studywatch $REV)."
-        echo "Regenerate this file by running that command; the figures below are its output."
+        echo "Regenerate this section by running that command; the figures below are its output."
         echo
-        echo "## Machine"
+        echo "### Machine"
         echo
         echo "- $(nproc) CPU cores: $CPU; $MEM RAM; Linux $(uname -r)"
         echo "- Disk of /work: $DISK; a virtual disk (the kernel's rotational flag reads $ROT)"
         echo "- DCMTK $DCMTK_V (Debian package), sender and competitor"
         echo
-        echo "## Setup"
+        echo "### Setup"
         echo
         echo "- $N CT instances, 512×512×16 bit, explicit VR little endian, $DATA_MB MB in all,"
         echo "  generated deterministically by \`bench/gen_ct.py\` (cached in bench/.data)."
@@ -437,11 +437,11 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
         echo "  from /proc/PID/status after the store (reset to the current RSS just before sending:"
         echo "  $HWM_RESET) minus VmRSS at idle before sending."
         echo
-        echo "## Results"
+        echo "### Results"
         echo
         echo "$TABLE"
         echo
-        echo "## Targets"
+        echo "### Targets"
         echo
         echo "$TARGETS"
         echo
@@ -453,7 +453,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
             for o in "${ODD[@]}"; do echo "- $o"; done
         fi
         echo
-        echo "## How far to trust these numbers"
+        echo "### How far to trust these numbers"
         echo
         echo "This is a 2-core virtual machine on shared hardware. Its speed — CPU and, above all,"
         echo "fsync latency — drifts by about ±30% between runs, so absolute instances/s from"
@@ -470,7 +470,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
         echo "Where studywatch's time goes, and why the targets it misses are missed:"
         echo "[benchmarks-analysis.md](benchmarks-analysis.md) (kept by hand; this script does not"
         echo "rewrite it)."
-    } >"$ROOT/docs/benchmarks.md.tmp"
-    mv "$ROOT/docs/benchmarks.md.tmp" "$ROOT/docs/benchmarks.md"
-    log "wrote docs/benchmarks.md"
+    } | "$PYTHON" "$ROOT/bench/write_section.py" "$ROOT/docs/benchmarks.md" ingest \
+        || die "could not write the ingest section of docs/benchmarks.md"
+    log "wrote the ingest section of docs/benchmarks.md"
 fi

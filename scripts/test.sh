@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of studywatch. First installs the real peers the tests
-# drive when they are missing: DCMTK, strace and python3-hl7 (for its
-# mllp_send) from Debian packages, pynetdicom (with pydicom) from PyPI.
+# drive when they are missing: DCMTK, strace, python3-hl7 (for its
+# mllp_send), python3-aiosmtpd (a real SMTP server) and openssl (test
+# certificates) from Debian packages, pynetdicom (with pydicom) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,8 @@ missing=()
 [ -x /usr/bin/storescu ] && [ -x /usr/bin/dcmsend ] && [ -x /usr/bin/echoscu ] && [ -x /usr/bin/dcmdump ] || missing+=(dcmtk)
 command -v strace >/dev/null || missing+=(strace)
 command -v mllp_send >/dev/null || missing+=(python3-hl7)
+/usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq

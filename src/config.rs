@@ -23,9 +23,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod notify;
 mod reports;
 mod watchdog;
 
+pub use notify::{
+    ChannelConfig, ChannelKind, Email, Identifier, Notify, PAGERDUTY_URL, Security, Smtp, SmtpAuth,
+    Webhook, WebhookFormat, WebhookUrl,
+};
 pub use reports::{DicomReports, Hl7, Linking, Reports, Sender};
 pub use watchdog::{Failsafe, Watchdog};
 
@@ -146,6 +151,8 @@ pub struct Config {
     pub catalog: Catalog,
     /// `[reports]`.
     pub reports: Reports,
+    /// `[notify]`.
+    pub notify: Notify,
     /// `[watchdog]`.
     pub watchdog: Watchdog,
     /// The file this was loaded from; `None` when built from a string.
@@ -316,6 +323,7 @@ impl Config {
                 "fsync is off: acknowledged instances can be lost on power failure",
             );
         }
+        notify::warnings(&self.notify, &mut out);
         out.0
     }
 
@@ -364,6 +372,7 @@ impl Config {
                 path: Some(self.catalog.path.display().to_string()),
             },
             reports: reports::to_file(&self.reports),
+            notify: notify::to_file(&self.notify),
             watchdog: watchdog::to_file(&self.watchdog),
         }
     }
@@ -396,6 +405,8 @@ struct FileConfig {
     catalog: FileCatalog,
     #[serde(default)]
     reports: reports::FileReports,
+    #[serde(default)]
+    notify: notify::FileNotify,
     #[serde(default)]
     watchdog: watchdog::FileWatchdog,
 }
@@ -605,7 +616,16 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
     };
 
     let reports = reports::validate(&file.reports, &mut problems);
+    let notify = notify::validate(&file.notify, &mut problems);
     let watchdog = watchdog::validate(&file.watchdog, &mut problems);
+    for (key, name) in watchdog.channel_references() {
+        if notify.channel(&name).is_none() {
+            problems.push(
+                key,
+                format!("`{name}` is not the name of any [[notify.channels]] entry"),
+            );
+        }
+    }
 
     if !problems.0.is_empty() {
         return Err(Error {
@@ -620,6 +640,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         storage,
         catalog,
         reports,
+        notify,
         watchdog,
         source_path: None,
     })

@@ -10,7 +10,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -77,14 +77,24 @@ impl Catalog {
     }
 
     /// Starts the catalog thread owning `store`.
-    pub fn spawn(store: Store) -> Result<Catalog, Error> {
+    pub fn spawn(mut store: Store) -> Result<Catalog, Error> {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(path) = store.file_path() {
+            // Checkpoints move off the commit path: the catalog thread's
+            // commits then never stop to copy the WAL into the database.
+            store.disable_autocheckpoint()?;
+            spawn_checkpointer(path, Arc::clone(&stop));
+        }
         let thread = std::thread::Builder::new()
             .name("catalog".to_owned())
             .spawn({
                 let stats = stats.clone();
-                move || run(store, rx, &stats)
+                move || {
+                    run(store, rx, &stats);
+                    stop.store(true, Ordering::Relaxed);
+                }
             })
             .map_err(|source| Error::Io {
                 path: "catalog thread".into(),
@@ -196,6 +206,46 @@ impl Catalog {
             self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             Error::ThreadGone
         })
+    }
+}
+
+/// How often the checkpointer copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// Beyond this many WAL pages, a checkpoint also waits for readers so that
+/// the WAL is reset and cannot grow without bound.
+const WAL_RESTART_PAGES: i64 = 32_768;
+
+/// Runs WAL checkpoints on a connection of its own until `stop` is set.
+fn spawn_checkpointer(path: std::path::PathBuf, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("catalog-checkpoint".to_owned())
+        .spawn(move || {
+            let conn = match rusqlite::Connection::open(&path) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "catalog checkpointer cannot open the catalog");
+                    return;
+                }
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                    r.get::<_, i64>(1)
+                });
+                match pages {
+                    Ok(n) if n > WAL_RESTART_PAGES => {
+                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                            tracing::warn!(error = %e, "catalog: WAL restart checkpoint failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "catalog: checkpoint failed"),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the catalog checkpointer");
     }
 }
 

@@ -631,13 +631,24 @@ pub(super) fn insert_report(
     // The studies the superseded reports counted for must be looked at again.
     let mut affected: Vec<String> = Vec::new();
     if let Some(key) = &key {
-        affected = collect(
+        // Plain joins and equalities only: DISTINCT, OR and `<> ?` here made
+        // SQLite re-prepare these statements on every execution.
+        let earlier: Vec<i64> = collect(
             conn,
-            "SELECT DISTINCT l.study_uid FROM reports r JOIN report_links l ON l.report_id = r.id \
-             WHERE r.request_key = ?1 AND r.superseded_by IS NULL AND r.id <> ?2",
-            params![key, id],
+            "SELECT id FROM reports WHERE request_key = ?1 AND superseded_by IS NULL",
+            [key],
             |row| row.get(0),
         )?;
+        for report in earlier.into_iter().filter(|r| *r != id) {
+            affected.extend(collect(
+                conn,
+                "SELECT study_uid FROM report_links WHERE report_id = ?1",
+                [report],
+                |row| row.get::<_, String>(0),
+            )?);
+        }
+        affected.sort_unstable();
+        affected.dedup();
         cached_exec(
             conn,
             "UPDATE reports SET superseded_by = ?2 \
@@ -835,26 +846,61 @@ fn link_report(
         }
     }
     if let Some(acc) = &keys.accession {
+        // The issuer is compared here rather than with `?2 IS NULL OR ...` in
+        // SQL, which makes SQLite re-prepare the statement on every binding.
+        let issuer = keys.issuer.as_deref();
         for c in collect(
             conn,
-            "SELECT study_uid, patient_id, study_date FROM studies WHERE accession_number = ?1 \
-             AND (?2 IS NULL OR issuer_of_accession IS NULL OR issuer_of_accession = ?2)",
-            params![acc, keys.issuer],
-            candidate,
+            "SELECT study_uid, patient_id, study_date, issuer_of_accession FROM studies \
+             WHERE accession_number = ?1",
+            [acc],
+            |r| Ok((candidate(r)?, r.get::<_, Option<String>>(3)?)),
         )? {
-            found.push((c, LinkRule::Accession));
+            let (c, study_issuer) = c;
+            if issuer.is_none() || study_issuer.is_none() || study_issuer.as_deref() == issuer {
+                found.push((c, LinkRule::Accession));
+            }
         }
     }
     if keys.placer.is_some() || keys.filler.is_some() {
-        for c in collect(
-            conn,
-            "SELECT DISTINCT s.study_uid, s.patient_id, s.study_date FROM orders o JOIN studies s \
-             ON (s.study_uid = o.study_uid OR s.accession_number = o.accession_number) \
-             WHERE o.placer_number = ?1 OR o.filler_number = ?2",
-            params![keys.placer, keys.filler],
-            candidate,
-        )? {
-            found.push((c, LinkRule::Order));
+        let mut orders: Vec<(Option<String>, Option<String>)> = Vec::new();
+        for (sql, number) in [
+            (
+                "SELECT study_uid, accession_number FROM orders WHERE placer_number = ?1",
+                &keys.placer,
+            ),
+            (
+                "SELECT study_uid, accession_number FROM orders WHERE filler_number = ?1",
+                &keys.filler,
+            ),
+        ] {
+            if let Some(number) = number {
+                orders.extend(collect(conn, sql, [number], |r| Ok((r.get(0)?, r.get(1)?)))?);
+            }
+        }
+        orders.sort_unstable();
+        orders.dedup();
+        for (uid, accession) in orders {
+            let mut studies = Vec::new();
+            if let Some(uid) = &uid {
+                studies.extend(collect(
+                    conn,
+                    "SELECT study_uid, patient_id, study_date FROM studies WHERE study_uid = ?1",
+                    [uid],
+                    candidate,
+                )?);
+            }
+            if let Some(acc) = &accession {
+                studies.extend(collect(
+                    conn,
+                    "SELECT study_uid, patient_id, study_date FROM studies WHERE accession_number = ?1",
+                    [acc],
+                    candidate,
+                )?);
+            }
+            for c in studies {
+                found.push((c, LinkRule::Order));
+            }
         }
     }
 

@@ -153,6 +153,9 @@ CREATE UNIQUE INDEX hl7_messages_accepted_key
     WHERE ack_code = 'AA' AND control_id <> '';
 CREATE INDEX hl7_messages_by_received ON hl7_messages (received_at);
 
+-- No partial indexes here (`WHERE x IS NOT NULL`): with one, SQLite must
+-- look at the bound value of `x = ?` to use it, and then re-prepares the
+-- statement on every execution.
 CREATE TABLE orders (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id          INTEGER REFERENCES hl7_messages (id),
@@ -169,10 +172,10 @@ CREATE TABLE orders (
     order_control       TEXT,
     order_status        TEXT
 ) STRICT;
-CREATE INDEX orders_by_placer ON orders (placer_number) WHERE placer_number IS NOT NULL;
-CREATE INDEX orders_by_filler ON orders (filler_number) WHERE filler_number IS NOT NULL;
-CREATE INDEX orders_by_accession ON orders (accession_number) WHERE accession_number IS NOT NULL;
-CREATE INDEX orders_by_study ON orders (study_uid) WHERE study_uid IS NOT NULL;
+CREATE INDEX orders_by_placer ON orders (placer_number);
+CREATE INDEX orders_by_filler ON orders (filler_number);
+CREATE INDEX orders_by_accession ON orders (accession_number);
+CREATE INDEX orders_by_study ON orders (study_uid);
 
 CREATE TABLE reports (
     id                  INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -201,9 +204,9 @@ CREATE TABLE reports (
     recorded_by         TEXT
 ) STRICT;
 CREATE INDEX reports_by_request ON reports (request_key, id);
-CREATE INDEX reports_by_accession ON reports (accession_number) WHERE accession_number IS NOT NULL;
-CREATE INDEX reports_by_placer ON reports (placer_number) WHERE placer_number IS NOT NULL;
-CREATE INDEX reports_by_filler ON reports (filler_number) WHERE filler_number IS NOT NULL;
+CREATE INDEX reports_by_accession ON reports (accession_number);
+CREATE INDEX reports_by_placer ON reports (placer_number);
+CREATE INDEX reports_by_filler ON reports (filler_number);
 CREATE INDEX reports_by_received ON reports (received_at);
 
 -- Every Study Instance UID a report names (an SR may reference several

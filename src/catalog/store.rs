@@ -30,6 +30,8 @@ pub(super) const SYSTEM: &str = "system";
 pub struct Store {
     pub(super) conn: Connection,
     pub(super) link_policy: LinkPolicy,
+    /// Set while a grouped call runs in its own savepoint (see `in_savepoint`).
+    isolated: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -56,9 +58,9 @@ impl Store {
         }
         let mut conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Room for every statement of the ingest path, so the cache never
-        // evicts one of them between two instances.
-        conn.set_prepared_statement_cache_capacity(64);
+        // Room for every statement of the ingest and HL7 paths, so the cache
+        // never evicts one of them between two messages.
+        conn.set_prepared_statement_cache_capacity(160);
         let mode: String =
             conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -72,6 +74,7 @@ impl Store {
         Ok(Store {
             conn,
             link_policy: LinkPolicy::default(),
+            isolated: false,
         })
     }
 
@@ -79,6 +82,22 @@ impl Store {
     /// site's zone). The default makes no probable links.
     pub fn set_link_policy(&mut self, policy: LinkPolicy) {
         self.link_policy = policy;
+    }
+
+    /// The database file, unless it is in memory.
+    pub(super) fn file_path(&self) -> Option<std::path::PathBuf> {
+        self.conn
+            .path()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+    }
+
+    /// Leaves WAL checkpoints to another connection (the catalog thread's
+    /// checkpointer), so that commits never wait for one.
+    pub(super) fn disable_autocheckpoint(&mut self) -> Result<(), Error> {
+        self.conn
+            .query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// The schema version of the open database (`PRAGMA user_version`).
@@ -106,6 +125,9 @@ impl Store {
         &mut self,
         f: impl FnOnce(&Connection) -> Result<R, Error>,
     ) -> Result<R, Error> {
+        if self.isolated && !self.conn.is_autocommit() {
+            return f(&self.conn);
+        }
         if !self.conn.is_autocommit() {
             cached_exec(&self.conn, "SAVEPOINT write", [])?;
             return match f(&self.conn) {
@@ -525,7 +547,11 @@ impl Store {
             return f(self);
         }
         cached_exec(&self.conn, "SAVEPOINT grouped", [])?;
+        // Inside this savepoint the write methods need no savepoint of their
+        // own: a failure undoes the whole of `f` here.
+        let was = std::mem::replace(&mut self.isolated, true);
         let out = f(self);
+        self.isolated = was;
         if !self.conn.is_autocommit() {
             match &out {
                 Ok(_) => {
@@ -782,7 +808,7 @@ pub(super) fn collect<T, P: rusqlite::Params>(
     params: P,
     map: fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, Error> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, map)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

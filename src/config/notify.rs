@@ -8,13 +8,13 @@
 //! `routing_key`, a Teams URL carrying its `sig=`) are refused with a pointer to
 //! the `*_file` key to use instead.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Problems, duration, format_duration};
+use crate::notify::{check_url, is_loopback};
 
 mod defaults {
     pub const INCLUDE: [&str; 2] = ["accession", "hospital_number"];
@@ -354,19 +354,24 @@ struct FileChannel {
 // --- validation -------------------------------------------------------------
 
 pub(super) fn validate(file: &FileNotify, problems: &mut Problems) -> Notify {
-    let dashboard_url = file.dashboard_url.as_deref().and_then(|u| {
-        match check_url(u, false) {
+    let dashboard_url = file
+        .dashboard_url
+        .as_deref()
+        .and_then(|u| match check_url(u, false) {
             Ok(()) => Some(u.trim().to_owned()),
             Err(e) => {
                 problems.push("notify.dashboard_url", e);
                 None
             }
-        }
-    });
+        });
 
     let mut include = Vec::new();
     match &file.include {
-        None => include.extend(defaults::INCLUDE.iter().filter_map(|s| Identifier::parse(s))),
+        None => include.extend(
+            defaults::INCLUDE
+                .iter()
+                .filter_map(|s| Identifier::parse(s)),
+        ),
         Some(list) => {
             for (i, s) in list.iter().enumerate() {
                 match Identifier::parse(s.trim()) {
@@ -593,18 +598,17 @@ fn validate_smtp(file: &FileSmtp, problems: &mut Problems) -> Smtp {
     }
 }
 
-fn validate_channel(key: &str, file: &FileChannel, problems: &mut Problems) -> Option<ChannelConfig> {
-    for (inline, instead) in [
-        (&file.secret, "secret_file"),
-        (&file.routing_key, "routing_key_file"),
-        (&file.password, "a file"),
+fn validate_channel(
+    key: &str,
+    file: &FileChannel,
+    problems: &mut Problems,
+) -> Option<ChannelConfig> {
+    for (inline, name, instead) in [
+        (&file.secret, "secret", "secret_file"),
+        (&file.routing_key, "routing_key", "routing_key_file"),
+        (&file.password, "password", "notify.smtp.password_file"),
     ] {
         if inline.is_some() {
-            let name = match instead {
-                "secret_file" => "secret",
-                "routing_key_file" => "routing_key",
-                _ => "password",
-            };
             problems.push(
                 format!("{key}.{name}"),
                 format!(
@@ -629,9 +633,7 @@ fn validate_channel(key: &str, file: &FileChannel, problems: &mut Problems) -> O
             {
                 problems.push(
                     format!("{key}.name"),
-                    format!(
-                        "`{n}` must be 1-64 characters of letters, digits, `-`, `_` and `.`"
-                    ),
+                    format!("`{n}` must be 1-64 characters of letters, digits, `-`, `_` and `.`"),
                 );
             }
             n.to_owned()
@@ -710,10 +712,9 @@ fn validate_email(key: &str, file: &FileChannel, problems: &mut Problems) -> Ema
             format!("{key}.to"),
             "missing; an email channel needs at least one recipient",
         ),
-        Some(list) if list.is_empty() => problems.push(
-            format!("{key}.to"),
-            "must list at least one recipient",
-        ),
+        Some(list) if list.is_empty() => {
+            problems.push(format!("{key}.to"), "must list at least one recipient")
+        }
         Some(list) => {
             for (i, a) in list.iter().enumerate() {
                 let a = a.trim();
@@ -824,47 +825,11 @@ fn validate_webhook(key: &str, file: &FileChannel, problems: &mut Problems) -> W
     }
 }
 
-/// Checks an http or https URL. With `is_webhook`, also refuses URLs that carry
-/// a credential (user information, or the `sig` query parameter of Teams
-/// Workflows and other Azure Logic Apps URLs), which belong in `url_file`.
-pub(crate) fn check_url(text: &str, is_webhook: bool) -> Result<(), String> {
-    let t = text.trim();
-    let url = url::Url::parse(t).map_err(|e| format!("`{t}` is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "`{t}` must start with http:// or https://, not {}:",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{t}` names no host"));
-    }
-    if is_webhook {
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "carries a user name or password; put the URL in a file readable only by \
-                 studywatch and name that file with url_file"
-                    .to_owned(),
-            );
-        }
-        if url.query_pairs().any(|(k, _)| k == "sig") {
-            return Err(
-                "carries its signature (sig=...), which is a secret; put the URL in a \
-                 file readable only by studywatch and name that file with url_file"
-                    .to_owned(),
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Checks a mailbox: `addr@domain` or `Display Name <addr@domain>`.
 pub(crate) fn check_mailbox(text: &str) -> Result<(), String> {
     text.parse::<lettre::message::Mailbox>()
         .map(|_| ())
-        .map_err(|_| {
-            format!("`{text}` is not an email address such as \"team@example.org\"")
-        })
+        .map_err(|_| format!("`{text}` is not an email address such as \"team@example.org\""))
 }
 
 fn check_host(h: &str) -> Result<(), String> {
@@ -880,12 +845,6 @@ fn check_file_path(key: &str, p: &str, problems: &mut Problems) {
     } else if p.contains('\0') {
         problems.push(key, "must not contain a NUL character");
     }
-}
-
-/// Whether a host name or address stays on this machine.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let h = host.trim().trim_start_matches('[').trim_end_matches(']');
-    h.eq_ignore_ascii_case("localhost") || h.parse::<IpAddr>().is_ok_and(|a| a.is_loopback())
 }
 
 /// Reads `HH:MM` (or `HH:MM:SS`), 24-hour clock.
