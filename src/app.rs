@@ -20,6 +20,9 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::reports::{self, Intake};
+use crate::watchdog::calendar::{Calendar, Clock};
+use crate::watchdog::tick::{CatalogBackend, Settings as TickSettings};
+use crate::watchdog::{self, SystemClock, outbox};
 use crate::scp::{Scp, Settings};
 use crate::storage::Storage;
 
@@ -91,6 +94,25 @@ pub async fn serve(
 
     let intake = Intake::new(&config, catalog.clone(), Arc::clone(&metrics));
 
+    let clock = watchdog_clock(&config)?;
+    if let Some(warning) = clock.data_warning(jiff::Timestamp::now()) {
+        tracing::warn!("watchdog calendar: {warning}");
+    }
+    let channels = crate::notify::Channel::all_from_config(&config.notify).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        anyhow::anyhow!("notification channels cannot be set up:\n  {}", lines.join("\n  "))
+    })?;
+    let backend = Arc::new(CatalogBackend::new(
+        catalog.clone(),
+        TickSettings::from_config(&config, clock, jiff::Timestamp::now()),
+    ));
+    let sender = Arc::new(outbox::Sender::new(
+        catalog.clone(),
+        channels,
+        config.notify.clone(),
+        Arc::clone(&metrics),
+    ));
+
     let tracker = TaskTracker::new();
     let dicom_addr = listeners.dicom.local_addr()?;
     let hl7_addr = listeners.hl7.local_addr()?;
@@ -100,6 +122,18 @@ pub async fn serve(
         listeners.hl7,
         shutdown.clone(),
         tracker.clone(),
+    ));
+    tracker.spawn(watchdog::run(
+        backend,
+        SystemClock,
+        catalog.changes(),
+        shutdown.clone(),
+    ));
+    tracker.spawn(outbox::run(
+        sender,
+        SystemClock,
+        Arc::new(tokio::sync::Notify::new()),
+        shutdown.clone(),
     ));
     tracing::info!(
         listen = %dicom_addr,
@@ -145,6 +179,20 @@ fn rule_attributes(config: &Config) -> Vec<(dicom_core::Tag, String)> {
         }
     }
     out
+}
+
+/// The watchdog's clock: the site's zone, working hours and bank holidays
+/// (read from the calendar file named in the config).
+pub fn watchdog_clock(config: &Config) -> anyhow::Result<Clock> {
+    let calendar = match &config.watchdog.calendar {
+        Some(path) => Calendar::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Calendar::empty(),
+    };
+    Ok(Clock {
+        tz: config.site.timezone.clone(),
+        hours: config.watchdog.working_hours.clone(),
+        calendar,
+    })
 }
 
 /// What the catalog may link by itself, from `[reports.linking]`.

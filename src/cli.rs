@@ -16,6 +16,7 @@ use crate::catalog::{Store, StudyFilter, StudyState};
 use crate::config::Config;
 
 mod reports;
+mod watchdog;
 
 pub const EXIT_PROBLEM: u8 = 1;
 pub const EXIT_CONFIG: u8 = 78;
@@ -66,6 +67,23 @@ pub enum Command {
     },
     /// List reports: the latest, or those that link to no study.
     Reports(reports::ReportsArgs),
+    /// List alarms: all, or only live ones (`--open`).
+    Alarms(watchdog::AlarmsArgs),
+    /// Acknowledge an alarm: repeats stop until it ends (`--for`) or the
+    /// alarm resolves.
+    Ack(watchdog::AckArgs),
+    /// Print the audit log.
+    Audit(watchdog::AuditArgs),
+    /// Watchdog rules.
+    Rules {
+        #[command(subcommand)]
+        command: watchdog::RulesCommand,
+    },
+    /// Notification channels.
+    Notify {
+        #[command(subcommand)]
+        command: watchdog::NotifyCommand,
+    },
     /// Send a C-ECHO to AE@HOST:PORT.
     Echo {
         peer: crate::scu::Peer,
@@ -130,6 +148,11 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify { study } => verify(&config, study.as_deref()),
         Command::Report { command } => reports::run(&config, command),
         Command::Reports(args) => reports::list(&config, &args),
+        Command::Alarms(args) => watchdog::alarms(&config, &args),
+        Command::Ack(args) => watchdog::ack(&config, args),
+        Command::Audit(args) => watchdog::audit(&config, &args),
+        Command::Rules { command } => watchdog::rules(&config, command),
+        Command::Notify { command } => watchdog::notify(&config, command),
         Command::Echo { peer, aet } => echo(&config, &peer, aet),
         Command::Send { to, aet, files } => send(&config, &to, aet, &files),
     };

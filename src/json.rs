@@ -43,6 +43,9 @@ pub struct Study {
     /// cancelled | withdrawn`, or null when no report is linked. `cancelled` on
     /// a study with images waits for a person to decide.
     pub report_status: Option<String>,
+    /// The watchdog rule that set the deadline, or null (none matched: the
+    /// 28-day ceiling applies).
+    pub rule: Option<String>,
     pub study_date: Option<String>,
     pub study_description: Option<String>,
     pub institution_name: Option<String>,
@@ -66,6 +69,7 @@ impl Study {
             deadline: opt_time(row.deadline),
             reported_at: opt_time(row.reported_at),
             report_status: row.report_status.clone(),
+            rule: row.rule.clone(),
             study_date: row.study_date.clone(),
             study_description: row.study_description.clone(),
             institution_name: row.institution_name.clone(),
@@ -328,6 +332,59 @@ impl From<&catalog::ReportRow> for Report {
     }
 }
 
+/// An alarm (`alarms --json`, `GET /api/alarms`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alarm {
+    pub id: i64,
+    /// `overdue_report | failsafe_unacknowledged | unmatched_report |
+    /// feed_silent | integrity | storage_low`.
+    pub kind: String,
+    /// `open | acknowledged | resolved`.
+    pub state: String,
+    pub study_uid: Option<String>,
+    pub accession_number: Option<String>,
+    pub report_id: Option<i64>,
+    pub rule: Option<String>,
+    pub detail: String,
+    pub raised_at: String,
+    /// The deadline (or threshold) that was missed.
+    pub due_at: String,
+    /// Escalation steps fired so far.
+    pub steps_sent: usize,
+    pub next_action_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_until: Option<String>,
+    pub ack_reason: Option<String>,
+    pub resolved_at: Option<String>,
+    pub resolved_reason: Option<String>,
+}
+
+impl From<&catalog::AlarmRow> for Alarm {
+    fn from(a: &catalog::AlarmRow) -> Alarm {
+        Alarm {
+            id: a.id,
+            kind: a.kind.clone(),
+            state: a.state.clone(),
+            study_uid: a.study_uid.clone(),
+            accession_number: a.accession_number.clone(),
+            report_id: a.report_id,
+            rule: a.rule.clone(),
+            detail: a.detail.clone(),
+            raised_at: time(a.raised_at),
+            due_at: time(a.due_at),
+            steps_sent: a.next_step,
+            next_action_at: opt_time(a.next_action_at),
+            acknowledged_by: a.acknowledged_by.clone(),
+            acknowledged_at: opt_time(a.acknowledged_at),
+            acknowledged_until: opt_time(a.acknowledged_until),
+            ack_reason: a.ack_reason.clone(),
+            resolved_at: opt_time(a.resolved_at),
+            resolved_reason: a.resolved_reason.clone(),
+        }
+    }
+}
+
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -392,6 +449,8 @@ mod tests {
             reported_at: None,
             deadline: Some(ts("2026-11-23T10:15:00Z")),
             report_status: None,
+            rule: None,
+            no_report_needed: false,
         }
     }
 
@@ -410,6 +469,7 @@ mod tests {
         "deadline",
         "reported_at",
         "report_status",
+        "rule",
         "study_date",
         "study_description",
         "institution_name",

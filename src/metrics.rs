@@ -35,6 +35,7 @@ pub struct Metrics {
     pub hl7_messages: Family<OutcomeLabels, Counter>,
     pub hl7_duplicates: Counter,
     pub hl7_connections_active: Gauge,
+    pub notifications: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -81,6 +82,11 @@ impl Metrics {
                 "hl7_duplicates",
                 "HL7 messages seen before (MSH-3, MSH-4, MSH-10), acknowledged again",
             ),
+            notifications: registered(
+                r,
+                "notifications",
+                "Notification delivery attempts by outcome (sent, retry, failed)",
+            ),
             hl7_connections_active: registered(
                 r,
                 "hl7_connections_active",
@@ -109,6 +115,15 @@ impl Metrics {
     /// Counts an HL7 frame by its outcome.
     pub fn hl7_message(&self, outcome: &str) {
         self.hl7_messages
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a notification delivery attempt by its outcome.
+    pub fn notification(&self, outcome: &str) {
+        self.notifications
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.to_owned(),
             })

@@ -207,8 +207,18 @@ impl Store {
 
     /// Studies whose rule and deadline must be (re)computed, at most `limit`.
     pub fn stale_studies(&self, limit: usize) -> Result<Vec<StudyForRules>, Error> {
-        let mut rows = collect(
-            &self.conn,
+        self.facts_where("s.deadline_stale = 1 LIMIT ?1", &[Value::Integer(to_i64(limit))])
+    }
+
+    /// What rules see of one study (for `rules explain`).
+    pub fn rule_facts(&self, study_uid: &str) -> Result<StudyForRules, Error> {
+        self.facts_where("s.study_uid = ?1", &[Value::Text(study_uid.to_owned())])?
+            .pop()
+            .ok_or_else(|| Error::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    fn facts_where(&self, condition: &str, args: &[Value]) -> Result<Vec<StudyForRules>, Error> {
+        let sql = format!(
             "SELECT s.study_uid, s.modalities, s.source, s.calling_ae, s.accession_number, \
              s.study_date, s.study_time, s.first_received_at, \
              (SELECT o.patient_class FROM orders o WHERE o.study_uid = s.study_uid \
@@ -217,8 +227,12 @@ impl Store {
              (SELECT o.priority FROM orders o WHERE o.study_uid = s.study_uid \
                  OR (s.accession_number IS NOT NULL AND o.accession_number = s.accession_number) \
                  ORDER BY o.id DESC LIMIT 1) \
-             FROM studies s WHERE s.deadline_stale = 1 LIMIT ?1",
-            [to_i64(limit)],
+             FROM studies s WHERE {condition}"
+        );
+        let mut rows = collect(
+            &self.conn,
+            &sql,
+            params_from_iter(args.iter()),
             |r| {
                 let modalities: String = r.get(1)?;
                 Ok(StudyForRules {

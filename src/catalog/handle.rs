@@ -46,6 +46,9 @@ struct Stats {
     group_commits: AtomicU64,
     /// Instances offered to those transactions.
     grouped_records: AtomicU64,
+    /// Signalled after every commit of received instances or grouped calls
+    /// (new studies, reports, orders), so the watchdog looks again.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 /// A cloneable async handle to the catalog thread.
@@ -184,6 +187,13 @@ impl Catalog {
         }
     }
 
+    /// Signalled (one stored permit, coalescing) after the catalog thread
+    /// commits received instances or grouped calls: what the watchdog waits
+    /// on besides its own timer.
+    pub fn changes(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.stats.changed)
+    }
+
     /// Requests waiting for the catalog thread.
     pub fn queue_depth(&self) -> u64 {
         self.stats.queued.load(Ordering::Relaxed)
@@ -284,6 +294,7 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
                     }
                 }
                 run_group(&mut store, jobs);
+                stats.changed.notify_one();
             }
             Request::Record(rec, reply) => {
                 let mut recs = vec![*rec];
@@ -304,6 +315,7 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
                     }
                 }
                 stats.group_commits.fetch_add(1, Ordering::Relaxed);
+                stats.changed.notify_one();
                 stats
                     .grouped_records
                     .fetch_add(recs.len() as u64, Ordering::Relaxed);

@@ -99,8 +99,7 @@ pub enum StudyState {
     Overdue,
     /// A qualifying report is linked.
     Reported,
-    /// A rule says this study needs no report. Schema v1 has no such marker, so no
-    /// study is in this state yet.
+    /// A watchdog rule says this study needs no report.
     NoReportNeeded,
 }
 
@@ -237,6 +236,11 @@ pub struct StudyRow {
     /// What the latest report linked to the study says: `preliminary`,
     /// `final`, `corrected`, `cancelled` or `withdrawn`; `None` without one.
     pub report_status: Option<String>,
+    /// The watchdog rule that set the deadline (`None`: none matched, or not
+    /// evaluated yet).
+    pub rule: Option<String>,
+    /// Its rule says the study needs no report.
+    pub no_report_needed: bool,
 }
 
 impl StudyRow {
@@ -244,6 +248,8 @@ impl StudyRow {
     pub fn state(&self, now: Timestamp) -> StudyState {
         if self.reported_at.is_some() {
             StudyState::Reported
+        } else if self.no_report_needed {
+            StudyState::NoReportNeeded
         } else if self.deadline.is_some_and(|d| d < now) {
             StudyState::Overdue
         } else {

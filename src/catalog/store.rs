@@ -365,14 +365,13 @@ impl Store {
         let mut args: Vec<Value> = Vec::new();
         let condition = match filter.state {
             None => "1",
-            Some(StudyState::Unreported) => "reported_at IS NULL",
+            Some(StudyState::Unreported) => "reported_at IS NULL AND no_report_needed = 0",
             Some(StudyState::Overdue) => {
                 args.push(Value::Text(now));
-                "reported_at IS NULL AND deadline < ?1"
+                "reported_at IS NULL AND no_report_needed = 0 AND deadline < ?1"
             }
             Some(StudyState::Reported) => "reported_at IS NOT NULL",
-            // Schema v1 cannot mark a study as needing no report.
-            Some(StudyState::NoReportNeeded) => "0",
+            Some(StudyState::NoReportNeeded) => "reported_at IS NULL AND no_report_needed = 1",
         };
         args.push(Value::Integer(sql_limit(filter.limit)));
         let sql = format!(
@@ -383,6 +382,12 @@ impl Store {
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), study_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One study's row (no detail; usable inside a transaction).
+    pub fn study_row(&self, study_uid: &str) -> Result<Option<StudyRow>, Error> {
+        let sql = format!("SELECT {STUDY_COLUMNS} FROM studies WHERE study_uid = ?1");
+        Ok(cached_row(&self.conn, &sql, [study_uid], study_from_row).optional()?)
     }
 
     /// Everything about one study, read from one consistent snapshot.
@@ -872,7 +877,7 @@ fn sql_limit(limit: Option<usize>) -> i64 {
 const STUDY_COLUMNS: &str = "study_uid, patient_id, accession_number, issuer_of_accession, \
     modalities, study_date, study_time, study_description, referring_physician, \
     institution_name, source, calling_ae, first_received_at, last_received_at, series_count, \
-    instance_count, reported_at, deadline, report_status";
+    instance_count, reported_at, deadline, report_status, rule, no_report_needed";
 
 fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
     let modalities: String = r.get(4)?;
@@ -896,6 +901,8 @@ fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
         reported_at: parse_opt_ts(r, 16)?,
         deadline: parse_opt_ts(r, 17)?,
         report_status: r.get(18)?,
+        rule: r.get(19)?,
+        no_report_needed: r.get(20)?,
     })
 }
 

@@ -1,5 +1,129 @@
 //! The watchdog: rules, deadlines, alarms and their escalation.
+//!
+//! - [`calendar`]: working hours and bank holidays; working-time deadlines.
+//! - [`rules`]: which rule a study falls under and the deadline it sets.
+//! - [`engine`]: the alarm state machine (steps, repeats, acknowledgement,
+//!   resolution), as pure functions.
+//! - [`tick`]: one evaluation against the catalog — deadlines computed for
+//!   studies that changed, alarms raised, advanced and resolved, notifications
+//!   queued — in one transaction.
+//! - [`outbox`]: delivers queued notifications, at least once, with backoff.
+//!
+//! [`run`] is the scheduler: it sleeps until the earliest stored due time
+//! (a deadline, an escalation step, the end of an acknowledgement), and is
+//! woken early when the catalog changes. All state is in the catalog, so a
+//! restart neither repeats a step that was sent nor forgets one that fell due
+//! while the process was down.
 
 pub mod calendar;
 pub mod engine;
+pub mod outbox;
 pub mod rules;
+pub mod tick;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Where "now" comes from: the system clock in production, tokio's paused
+/// clock in the scheduler's tests (it does not move `SystemTime`).
+pub trait WallClock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that starts at `base` and advances with tokio's clock (paused or not).
+#[derive(Clone, Debug)]
+pub struct TokioClock {
+    base: Timestamp,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn starting_at(base: Timestamp) -> TokioClock {
+        TokioClock {
+            base,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl WallClock for TokioClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = jiff::SignedDuration::try_from(self.start.elapsed()).unwrap_or_default();
+        self.base.checked_add(elapsed).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// What the scheduler evaluates: the catalog in production, an in-memory
+/// model in tests.
+pub trait Backend: Send + Sync {
+    /// Brings everything up to `now`; returns when to look again (`None`:
+    /// nothing is scheduled).
+    fn tick(&self, now: Timestamp) -> impl Future<Output = anyhow::Result<Option<Timestamp>>> + Send;
+    /// Whether another process changed the catalog since the last call.
+    fn changed_elsewhere(&self) -> impl Future<Output = bool> + Send;
+}
+
+/// The longest the scheduler sleeps without checking for changes made by
+/// another process (the CLI): DESIGN.md promises they are noticed within a
+/// second.
+pub const POLL: Duration = Duration::from_secs(1);
+/// After being woken by a change, wait this long for more changes so that a
+/// burst of stores costs one evaluation.
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
+
+/// Runs the scheduler until `shutdown`.
+pub async fn run<B: Backend, C: WallClock>(
+    backend: Arc<B>,
+    clock: C,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut next: Option<Timestamp> = None;
+    let mut due = true;
+    loop {
+        if due {
+            let now = clock.now();
+            next = match backend.tick(now).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "watchdog evaluation failed; retrying");
+                    Some(now + jiff::SignedDuration::from_secs(5))
+                }
+            };
+        }
+        let now = clock.now();
+        let until_next = next.map(|t| {
+            let d = t.duration_since(now);
+            Duration::try_from(d).unwrap_or(Duration::ZERO)
+        });
+        let sleep = until_next.map_or(POLL, |d| d.min(POLL));
+        due = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.notified() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                true
+            }
+            _ = tokio::time::sleep(sleep) => {
+                until_next.is_some_and(|d| d <= sleep) || backend.changed_elsewhere().await
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests;

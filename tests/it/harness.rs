@@ -36,6 +36,8 @@ pub struct Options {
     pub reports_extra: String,
     /// The HL7 port of a gateway process; None picks a free one.
     pub hl7_port: Option<u16>,
+    /// Whole sections appended at the end (`[watchdog]`, `[notify]`, ...).
+    pub tail: String,
 }
 
 impl Options {
@@ -79,9 +81,11 @@ listen = "{hl7_listen}"
 frame_timeout = "5s"
 {hl7_extra}
 {reports_extra}
+{tail}
 "#,
         hl7_extra = opts.hl7_extra,
         reports_extra = opts.reports_extra,
+        tail = opts.tail,
         accept = opts.accept_unknown_callers.unwrap_or(true),
         read_timeout = opts.read_timeout.as_deref().unwrap_or("10s"),
         dicom_extra = opts.dicom_extra,
@@ -386,6 +390,61 @@ pub fn make_series(n: usize, dir: &Path) -> Vec<PathBuf> {
     files.sort();
     assert_eq!(files.len(), n);
     files
+}
+
+/// A real SMTP server (python3-aiosmtpd through tests/peers/smtp_server.py)
+/// on a loopback port, keeping every mail as a file; stopped on drop.
+pub struct SmtpPeer {
+    child: std::process::Child,
+    pub maildir: PathBuf,
+}
+
+impl SmtpPeer {
+    pub fn start(port: u16, maildir: &Path) -> SmtpPeer {
+        let child = Command::new("/usr/bin/python3")
+            .arg(repo().join("tests/peers/smtp_server.py"))
+            .args(["--port", &port.to_string(), "--maildir"])
+            .arg(maildir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the SMTP server (python3-aiosmtpd)");
+        wait_for("the SMTP server to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        SmtpPeer {
+            child,
+            maildir: maildir.to_path_buf(),
+        }
+    }
+
+    /// Every mail received so far, as text, oldest first.
+    pub fn mails(&self) -> Vec<String> {
+        mails(&self.maildir)
+    }
+}
+
+/// The mails in a maildir, as text, in the order they arrived.
+pub fn mails(maildir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(maildir.join("new")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|(_, p)| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+impl Drop for SmtpPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
 }
 
 /// Every `.dcm` file under the storage root outside the bookkeeping folders.

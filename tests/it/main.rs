@@ -9,3 +9,4 @@ mod cli;
 mod durability;
 mod ingest;
 mod reports;
+mod watchdog;

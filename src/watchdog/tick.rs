@@ -1,0 +1,544 @@
+//! One evaluation of the watchdog against the catalog.
+//!
+//! In order, in one transaction: compute the rule and deadline of every
+//! study marked stale; raise `overdue_report` for unreported studies past
+//! their deadline, `failsafe_unacknowledged` for alert reports past their
+//! acknowledgement window, `unmatched_report` for reports that link to
+//! nothing past the threshold, and `feed_silent` when the HL7 feed has been
+//! quiet for too much working time; then advance every alarm that has
+//! something due (a step, a repeat, the end of an acknowledgement, a cause
+//! that cleared), queueing its notifications in the outbox.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::Backend;
+use super::calendar::Clock;
+use super::engine::{self, Action, Plan};
+use super::rules::{self, Rule, Step, StudyFacts};
+use crate::catalog::{
+    AlarmRow, AlarmUpdate, Catalog, DeadlineUpdate, NewAlarm, NewNotification, Store,
+    StudyForRules,
+};
+use crate::config::{Config, Failsafe, Identifier};
+use crate::notify::{Event, Identifiers, Notification, Severity, alarm_dedup_key, identifier_fields};
+
+/// At most this many rows of each kind per evaluation; the rest follow at once.
+const BATCH: usize = 2000;
+/// How often an unmatched report, and a silent feed, are repeated.
+const SYSTEM_REPEAT: Duration = Duration::from_secs(24 * 3600);
+
+/// Everything an evaluation needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub rules: Vec<Rule>,
+    pub clock: Clock,
+    pub failsafe: Failsafe,
+    pub unmatched_report_after: Duration,
+    pub feed_silent_after: Option<Duration>,
+    pub alarm_notify: Vec<String>,
+    pub include: Vec<Identifier>,
+    pub dashboard_url: Option<String>,
+    /// When the process started: a feed is not silent before it could speak.
+    pub started_at: Timestamp,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config, clock: Clock, started_at: Timestamp) -> Settings {
+        Settings {
+            rules: config.watchdog.rules.clone(),
+            clock,
+            failsafe: config.watchdog.failsafe.clone(),
+            unmatched_report_after: config.watchdog.unmatched_report_after,
+            feed_silent_after: config.watchdog.feed_silent_after,
+            alarm_notify: config.watchdog.alarm_notify.clone(),
+            include: config.notify.include.clone(),
+            dashboard_url: config.notify.dashboard_url.clone(),
+            started_at,
+        }
+    }
+
+    /// The escalation of an alarm: its rule's, or for alarms no rule raises
+    /// (and overdue studies that no rule matched), one step to
+    /// `alarm_notify` repeated daily.
+    fn plan(&self, alarm: &AlarmRow) -> (Vec<Step>, Option<Duration>) {
+        let system = || {
+            let steps = if self.alarm_notify.is_empty() {
+                vec![]
+            } else {
+                vec![Step {
+                    after: Duration::ZERO,
+                    notify: self.alarm_notify.clone(),
+                }]
+            };
+            (steps, Some(SYSTEM_REPEAT))
+        };
+        match alarm.kind.as_str() {
+            "overdue_report" => {
+                match alarm.rule.as_deref().and_then(|n| self.rules.iter().find(|r| r.name == n)) {
+                    Some(r) if !r.escalate.is_empty() => (r.escalate.clone(), r.repeat_every),
+                    _ => system(),
+                }
+            }
+            "failsafe_unacknowledged" => {
+                let steps = if self.failsafe.notify.is_empty() {
+                    vec![]
+                } else {
+                    vec![Step {
+                        after: Duration::ZERO,
+                        notify: self.failsafe.notify.clone(),
+                    }]
+                };
+                (steps, Some(Duration::from_secs(3600)))
+            }
+            _ => system(),
+        }
+    }
+}
+
+/// The watchdog's view of the catalog.
+pub struct CatalogBackend {
+    catalog: Catalog,
+    settings: Arc<Settings>,
+    data_version: AtomicI64,
+}
+
+impl CatalogBackend {
+    pub fn new(catalog: Catalog, settings: Settings) -> CatalogBackend {
+        CatalogBackend {
+            catalog,
+            settings: Arc::new(settings),
+            data_version: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl Backend for CatalogBackend {
+    async fn tick(&self, now: Timestamp) -> anyhow::Result<Option<Timestamp>> {
+        let settings = Arc::clone(&self.settings);
+        let next = self
+            .catalog
+            .call(move |store| store.atomically(|store| evaluate(store, &settings, now)))
+            .await?;
+        Ok(next)
+    }
+
+    async fn changed_elsewhere(&self) -> bool {
+        let Ok(v) = self.catalog.call(|store| store.data_version()).await else {
+            return false;
+        };
+        self.data_version.swap(v, Ordering::Relaxed) != v
+    }
+}
+
+/// One evaluation, inside a transaction the caller owns. Returns when the
+/// next one is due.
+pub fn evaluate(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, crate::catalog::Error> {
+    let mut more = false;
+
+    // 1. Deadlines of studies that are new or changed.
+    let stale = store.stale_studies(BATCH)?;
+    more |= stale.len() == BATCH;
+    let updates: Vec<DeadlineUpdate> = stale
+        .iter()
+        .map(|st| {
+            let d = rules::decide(&s.rules, &facts(st, &s.clock), &s.clock);
+            DeadlineUpdate {
+                study_uid: st.study_uid.clone(),
+                rule: d.rule,
+                no_report_needed: d.no_report_needed,
+                deadline: d.deadline,
+            }
+        })
+        .collect();
+    if !updates.is_empty() {
+        store.set_deadlines(&updates)?;
+    }
+
+    // 2. New alarms.
+    let overdue = store.overdue_unalarmed(now, BATCH)?;
+    more |= overdue.len() == BATCH;
+    for (uid, deadline, rule) in overdue {
+        let probe = AlarmRow::probe("overdue_report", rule.clone());
+        let (steps, repeat) = s.plan(&probe);
+        let fresh = engine::raise(deadline, Plan { steps: &steps, repeat_every: repeat });
+        let detail = match &rule {
+            Some(r) => format!("no formal report by its deadline {deadline} (rule {r})"),
+            None => format!("no formal report by {deadline} (the 28-day ceiling; no rule matched)"),
+        };
+        store.raise_alarm(
+            &NewAlarm {
+                kind: "overdue_report".into(),
+                subject: uid.clone(),
+                study_uid: Some(uid),
+                report_id: None,
+                rule,
+                due_at: deadline,
+                detail,
+                next_action_at: fresh.next_action_at,
+            },
+            now,
+        )?;
+    }
+    let shortest = [
+        s.failsafe.critical,
+        s.failsafe.urgent,
+        s.failsafe.significant_unexpected,
+        s.failsafe.suspected_cancer,
+    ]
+    .into_iter()
+    .min()
+    .unwrap_or_default();
+    for (report_id, category, received_at, study) in
+        store.failsafe_candidates(sub(now, shortest), BATCH)?
+    {
+        let Some(window) = s.failsafe.window(&category) else {
+            continue;
+        };
+        let due = add(received_at, window);
+        if due > now {
+            continue;
+        }
+        let probe = AlarmRow::probe("failsafe_unacknowledged", None);
+        let (steps, repeat) = s.plan(&probe);
+        let fresh = engine::raise(due, Plan { steps: &steps, repeat_every: repeat });
+        store.raise_alarm(
+            &NewAlarm {
+                kind: "failsafe_unacknowledged".into(),
+                subject: format!("report:{report_id}"),
+                study_uid: study,
+                report_id: Some(report_id),
+                rule: None,
+                due_at: due,
+                detail: format!(
+                    "report {report_id} carries a {category} alert not acknowledged within {}",
+                    crate::config::format_duration(window)
+                ),
+                next_action_at: fresh.next_action_at,
+            },
+            now,
+        )?;
+    }
+    for (report_id, received_at, accession) in
+        store.unmatched_unalarmed(sub(now, s.unmatched_report_after), BATCH)?
+    {
+        let due = add(received_at, s.unmatched_report_after);
+        let probe = AlarmRow::probe("unmatched_report", None);
+        let (steps, repeat) = s.plan(&probe);
+        let fresh = engine::raise(due, Plan { steps: &steps, repeat_every: repeat });
+        store.raise_alarm(
+            &NewAlarm {
+                kind: "unmatched_report".into(),
+                subject: format!("report:{report_id}"),
+                study_uid: None,
+                report_id: Some(report_id),
+                rule: None,
+                due_at: due,
+                detail: format!(
+                    "report {report_id} (accession {}) links to no study",
+                    accession.as_deref().unwrap_or("-")
+                ),
+                next_action_at: fresh.next_action_at,
+            },
+            now,
+        )?;
+    }
+    let feed_silent = match s.feed_silent_after {
+        Some(limit) => {
+            let since = store.last_hl7_message_at()?.unwrap_or(s.started_at).max(s.started_at);
+            let quiet = s.clock.working_time_between(since, now);
+            if quiet >= limit {
+                let probe = AlarmRow::probe("feed_silent", None);
+                let (steps, repeat) = s.plan(&probe);
+                let fresh = engine::raise(now, Plan { steps: &steps, repeat_every: repeat });
+                store.raise_alarm(
+                    &NewAlarm {
+                        kind: "feed_silent".into(),
+                        subject: "hl7".into(),
+                        study_uid: None,
+                        report_id: None,
+                        rule: None,
+                        due_at: now,
+                        detail: format!(
+                            "no HL7 message since {since}: {} of working time",
+                            crate::config::format_duration(Duration::from_secs(quiet.as_secs()))
+                        ),
+                        next_action_at: fresh.next_action_at,
+                    },
+                    now,
+                )?;
+            }
+            quiet >= limit
+        }
+        None => false,
+    };
+
+    // 3. Advance what is due.
+    let due = store.alarms_to_advance(now, BATCH)?;
+    more |= due.len() == BATCH;
+    for alarm in due {
+        let remains = match alarm.kind.as_str() {
+            "feed_silent" => feed_silent,
+            _ => store.alarm_cause_remains(&alarm, now)?,
+        };
+        let (steps, repeat) = s.plan(&alarm);
+        let plan = Plan { steps: &steps, repeat_every: repeat };
+        let state = engine::State::parse(&alarm.state).unwrap_or(engine::State::Open);
+        let current = engine::Alarm {
+            state,
+            due_at: alarm.due_at,
+            next_step: alarm.next_step,
+            next_action_at: alarm.next_action_at,
+            acknowledged_until: alarm.acknowledged_until,
+        };
+        let outcome = engine::advance(&current, plan, remains, now);
+        let mut update = AlarmUpdate {
+            id: alarm.id,
+            state: outcome.alarm.state.as_str().to_owned(),
+            next_step: outcome.alarm.next_step,
+            next_action_at: outcome.alarm.next_action_at,
+            acknowledged_until: outcome.alarm.acknowledged_until,
+            resolved_reason: None,
+            audit: Vec::new(),
+            notifications: Vec::new(),
+        };
+        for action in &outcome.actions {
+            match action {
+                Action::Notify { step, channels, repeat } => {
+                    let event = if *repeat { Event::Repeat } else { Event::Trigger };
+                    for channel in channels {
+                        update
+                            .notifications
+                            .push(notification(&alarm, channel, event, Some(*step), s, now));
+                    }
+                    update.audit.push((
+                        if *repeat { "alarm_repeated" } else { "alarm_escalated" }.to_owned(),
+                        format!(
+                            "alarm {} step {} to {}",
+                            alarm.id,
+                            step + 1,
+                            if channels.is_empty() { "no channel".to_owned() } else { channels.join(", ") }
+                        ),
+                    ));
+                }
+                Action::Rearm => update.audit.push((
+                    "alarm_rearmed".to_owned(),
+                    format!("alarm {}: acknowledgement ended and the cause remains", alarm.id),
+                )),
+                Action::Resolve => {
+                    let reason = resolution(&alarm, store)?;
+                    // Channels told of the alarm are told it is over.
+                    let told: Vec<String> = steps
+                        .iter()
+                        .take(alarm.next_step)
+                        .flat_map(|st| st.notify.clone())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    for channel in &told {
+                        update
+                            .notifications
+                            .push(notification(&alarm, channel, Event::Resolve, None, s, now));
+                    }
+                    update
+                        .audit
+                        .push(("alarm_resolved".to_owned(), format!("alarm {}: {reason}", alarm.id)));
+                    update.resolved_reason = Some(reason);
+                }
+            }
+        }
+        if !update.audit.is_empty() || update.state != alarm.state {
+            store.update_alarm(&update, now)?;
+        }
+    }
+
+    if more || store.has_stale_studies()? {
+        return Ok(Some(now));
+    }
+    store.next_watchdog_time(now)
+}
+
+/// What rules see of a study.
+pub fn facts(st: &StudyForRules, clock: &Clock) -> StudyFacts {
+    StudyFacts {
+        modalities: st.modalities.clone(),
+        source: st.source.clone(),
+        calling_ae: st.calling_ae.clone(),
+        patient_class: st.patient_class.clone(),
+        priority: st.priority.clone(),
+        attributes: st.attributes.iter().cloned().collect::<BTreeMap<_, _>>(),
+        first_received_at: Some(st.first_received_at),
+        study_time: study_time(st.study_date.as_deref(), st.study_time.as_deref(), &clock.tz),
+    }
+}
+
+/// Why an alarm's cause cleared, for the audit log and the alarm row.
+fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog::Error> {
+    Ok(match alarm.kind.as_str() {
+        "overdue_report" => match alarm.study_uid.as_deref().map(|u| store.study_row(u)).transpose()? {
+            Some(Some(st)) if st.reported_at.is_some() => format!(
+                "formally reported at {}",
+                st.reported_at.map(|t| t.to_string()).unwrap_or_default()
+            ),
+            Some(Some(st)) if st.no_report_needed => "its rule says no report is needed".to_owned(),
+            _ => "its deadline moved (rule or study changed)".to_owned(),
+        },
+        "unmatched_report" => "the report now links to a study, or was replaced".to_owned(),
+        "failsafe_unacknowledged" => "the report was withdrawn or replaced".to_owned(),
+        "feed_silent" => "HL7 messages arrive again".to_owned(),
+        _ => "the cause cleared".to_owned(),
+    })
+}
+
+/// The content of one notification: only identifiers `include` allows.
+fn notification(
+    alarm: &AlarmRow,
+    channel: &str,
+    event: Event,
+    step: Option<usize>,
+    s: &Settings,
+    now: Timestamp,
+) -> NewNotification {
+    let title = match (event, alarm.kind.as_str()) {
+        (Event::Resolve, _) => format!("Resolved: {}", kind_title(&alarm.kind)),
+        (Event::Repeat, _) => format!("Still open: {}", kind_title(&alarm.kind)),
+        _ => kind_title(&alarm.kind).to_owned(),
+    };
+    let mut fields = identifier_fields(
+        &s.include,
+        &Identifiers {
+            accession: alarm.accession_number.as_deref(),
+            hospital_number: alarm.patient_id.as_deref(),
+            study_uid: alarm.study_uid.as_deref(),
+            patient_name: None,
+        },
+    );
+    if let Some(rule) = &alarm.rule {
+        fields.push(("Rule".into(), rule.clone()));
+    }
+    fields.push(("Due".into(), alarm.due_at.to_string()));
+    let age = now.duration_since(alarm.due_at);
+    if age.is_positive() {
+        fields.push(("Overdue by".into(), human(age.unsigned_abs())));
+    }
+    fields.push(("Alarm".into(), format!("#{} ({})", alarm.id, alarm.kind)));
+    let severity = match (event, alarm.kind.as_str()) {
+        (Event::Resolve, _) => Severity::Info,
+        (_, "failsafe_unacknowledged") => Severity::Critical,
+        (_, "overdue_report") => Severity::Error,
+        _ => Severity::Warning,
+    };
+    let n = Notification {
+        id: 0,
+        channel: channel.to_owned(),
+        event,
+        severity,
+        alarm_id: Some(alarm.id),
+        alarm_kind: Some(alarm.kind.clone()),
+        title,
+        fields,
+        dashboard_link: s
+            .dashboard_url
+            .as_ref()
+            .map(|u| format!("{}/alarms/{}", u.trim_end_matches('/'), alarm.id)),
+        dedup_key: alarm_dedup_key(alarm.id),
+        created_at: now,
+    };
+    NewNotification {
+        alarm_id: Some(alarm.id),
+        channel: channel.to_owned(),
+        event: event_name(event).to_owned(),
+        step,
+        payload: serde_json::to_string(&n).unwrap_or_default(),
+    }
+}
+
+fn event_name(e: Event) -> &'static str {
+    match e {
+        Event::Trigger => "trigger",
+        Event::Repeat => "repeat",
+        Event::Resolve => "resolve",
+        Event::Digest => "digest",
+        Event::Test => "test",
+    }
+}
+
+fn kind_title(kind: &str) -> &'static str {
+    match kind {
+        "overdue_report" => "Study not reported by its deadline",
+        "failsafe_unacknowledged" => "Fail-safe alert not acknowledged",
+        "unmatched_report" => "Report linked to no study",
+        "feed_silent" => "HL7 feed silent",
+        "integrity" => "Integrity problem in received images",
+        "storage_low" => "Storage running low",
+        _ => "Alarm",
+    }
+}
+
+/// `26 h`, `3 d 4 h`, `45 min`.
+pub fn human(d: Duration) -> String {
+    let mins = d.as_secs() / 60;
+    let (days, hours, minutes) = (mins / 1440, (mins / 60) % 24, mins % 60);
+    match (days, hours) {
+        (0, 0) => format!("{minutes} min"),
+        (0, h) => format!("{h} h {minutes} min"),
+        (d, h) => format!("{d} d {h} h"),
+    }
+}
+
+/// DICOM Study Date + Study Time in the site's zone.
+fn study_time(date: Option<&str>, time: Option<&str>, tz: &jiff::tz::TimeZone) -> Option<Timestamp> {
+    let date = date?.trim();
+    let time: String = time.unwrap_or("").trim().chars().take(6).collect();
+    crate::ingest::sr::parse_dt(&format!("{date}{time}"), tz)
+}
+
+fn add(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+fn sub(t: Timestamp, d: Duration) -> Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_sub(d).ok())
+        .unwrap_or(Timestamp::MIN)
+}
+
+impl AlarmRow {
+    /// An alarm-shaped value for choosing a plan before the alarm exists.
+    fn probe(kind: &str, rule: Option<String>) -> AlarmRow {
+        AlarmRow {
+            id: 0,
+            kind: kind.to_owned(),
+            subject: String::new(),
+            study_uid: None,
+            accession_number: None,
+            patient_id: None,
+            report_id: None,
+            rule,
+            state: "open".into(),
+            raised_at: Timestamp::UNIX_EPOCH,
+            due_at: Timestamp::UNIX_EPOCH,
+            detail: String::new(),
+            next_step: 0,
+            next_action_at: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            acknowledged_until: None,
+            ack_reason: None,
+            resolved_at: None,
+            resolved_reason: None,
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The watchdog end to end: a study with no formal report past its deadline
+//! raises an alarm that a real SMTP server (python3-aiosmtpd) receives; an
+//! acknowledgement and a final report (entered with the CLI) act on it; a
+//! relay that is down gets the mail once it is back; and a restart in the
+//! middle of an escalation neither repeats nor skips a step.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+const ROOT: &str = "1.2.826.0.1.3680043.10.1661.78";
+const PATIENT: &str = "RXX2000001";
+
+/// `[watchdog]` and `[notify]` for a rule due `within` after receipt that
+/// tells `team` at once and `pager` `pager_after` later.
+fn tail(smtp_port: u16, within: &str, pager_after: &str) -> String {
+    format!(
+        r#"
+[watchdog]
+calendar = ""
+
+[[watchdog.rules]]
+name = "fast lane"
+report_within = "{within}"
+escalate = [ {{ after = "0s", notify = ["team"] }}, {{ after = "{pager_after}", notify = ["pager"] }} ]
+repeat_every = "1h"
+
+[notify]
+dashboard_url = "http://127.0.0.1:8080/"
+retry_initial = "1s"
+retry_max = "2s"
+
+[notify.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "studywatch@example.org"
+
+[[notify.channels]]
+name = "team"
+kind = "email"
+to = ["reporting-team@example.org"]
+
+[[notify.channels]]
+name = "pager"
+kind = "email"
+to = ["pager@example.org"]
+"#
+    )
+}
+
+fn send_study(dir: &Path, port: u16, uid: &str, accession: &str) {
+    let out = python(
+        "tests/peers/make_study.py",
+        &[
+            dir.join(format!("images-{accession}")).to_str().unwrap(),
+            "--study-uid",
+            uid,
+            "--accession",
+            accession,
+            "--patient-id",
+            PATIENT,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let file = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let out = dcmtk(
+        "storescu",
+        &["-aec", AE, "127.0.0.1", &port.to_string(), file.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+fn cli(config: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
+fn alarm_of(config: &Path, uid: &str) -> Option<Value> {
+    cli(config, &["alarms", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["study_uid"] == uid && a["kind"] == "overdue_report")
+        .cloned()
+}
+
+fn to(mails: &[String], who: &str) -> usize {
+    mails.iter().filter(|m| m.contains(&format!("X-RcptTo: {who}"))).count()
+}
+
+#[test]
+fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
+    let smtp_port = free_port();
+    let mail = tempfile::tempdir().unwrap();
+    let smtp = SmtpPeer::start(smtp_port, &mail.path().join("maildir"));
+    let gw = TestGateway::with(Options {
+        tail: tail(smtp_port, "2s", "1h"),
+        ..Options::default()
+    });
+    let uid = format!("{ROOT}.1.1");
+    send_study(gw.dir.path(), gw.port, &uid, "ACC-W1");
+
+    wait_for("the overdue alarm", Duration::from_secs(15), || {
+        alarm_of(&gw.config_path, &uid).is_some()
+    });
+    let alarm = alarm_of(&gw.config_path, &uid).unwrap();
+    assert_eq!(alarm["state"], "open");
+    assert_eq!(alarm["rule"], "fast lane");
+    let study = cli(&gw.config_path, &["studies", "--overdue", "--json"]);
+    assert_eq!(study[0]["study_uid"], uid.as_str());
+    assert_eq!(study[0]["state"], "overdue");
+
+    wait_for("the alarm email", Duration::from_secs(15), || {
+        to(&smtp.mails(), "reporting-team@example.org") == 1
+    });
+    let mails = smtp.mails();
+    let first = &mails[0];
+    assert!(first.contains("ACC-W1"), "{first}");
+    assert!(first.contains(PATIENT), "{first}");
+    assert!(first.contains("fast lane"), "{first}");
+    // Identifiers only: never the patient's name.
+    assert!(!first.contains("REPORTS"), "{first}");
+
+    // An acknowledgement by a person is recorded with their name.
+    let id = alarm["id"].as_i64().unwrap().to_string();
+    let out = gw.cli(&["ack", &id, "--by", "alice", "--reason", "reporting now", "--for", "1h"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let acked = alarm_of(&gw.config_path, &uid).unwrap();
+    assert_eq!(acked["state"], "acknowledged");
+    assert_eq!(acked["acknowledged_by"], "alice");
+
+    // A preliminary report does not resolve it...
+    let out = gw.cli(&["report", "link", "--accession", "ACC-W1", "--status", "preliminary"]);
+    assert!(out.status.success(), "{}", show(&out));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_ne!(alarm_of(&gw.config_path, &uid).unwrap()["state"], "resolved");
+    // ...a final one does, and the channel told of it hears so.
+    let out = gw.cli(&["report", "link", "--accession", "ACC-W1", "--status", "final"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let resolved = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        alarm_of(&gw.config_path, &uid).unwrap()["state"] == "resolved"
+    });
+    assert!(
+        resolved,
+        "not resolved: {:#}\nstudy: {:#}",
+        alarm_of(&gw.config_path, &uid).unwrap(),
+        cli(&gw.config_path, &["study", &uid, "--json"])
+    );
+    wait_for("the resolution email", Duration::from_secs(10), || {
+        to(&smtp.mails(), "reporting-team@example.org") == 2
+    });
+    assert!(smtp.mails()[1].contains("Resolved"), "{}", smtp.mails()[1]);
+
+    let audit = cli(&gw.config_path, &["audit", "--study", &uid, "--json"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    for wanted in ["alarm_raised", "alarm_escalated", "notification_sent", "alarm_acknowledged", "alarm_resolved"] {
+        assert!(actions.contains(&wanted), "{wanted} missing from {actions:?}");
+    }
+}
+
+#[test]
+fn mail_queued_while_the_relay_is_down_is_delivered_once_when_it_returns() {
+    let smtp_port = free_port();
+    let gw = TestGateway::with(Options {
+        tail: tail(smtp_port, "1s", "1h"),
+        ..Options::default()
+    });
+    let uid = format!("{ROOT}.2.1");
+    send_study(gw.dir.path(), gw.port, &uid, "ACC-W2");
+    wait_for("a failed delivery attempt", Duration::from_secs(20), || {
+        cli(&gw.config_path, &["audit", "--study", &uid, "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "notification_failed")
+    });
+    let mail = tempfile::tempdir().unwrap();
+    let smtp = SmtpPeer::start(smtp_port, &mail.path().join("maildir"));
+    wait_for("the delayed email", Duration::from_secs(20), || {
+        to(&smtp.mails(), "reporting-team@example.org") == 1
+    });
+    // At least once, and here exactly once: no duplicate follows.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(to(&smtp.mails(), "reporting-team@example.org"), 1);
+}
+
+#[test]
+fn a_restart_mid_escalation_neither_repeats_nor_skips_a_step() {
+    let smtp_port = free_port();
+    let mail = tempfile::tempdir().unwrap();
+    let smtp = SmtpPeer::start(smtp_port, &mail.path().join("maildir"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_process_config(
+        dir.path(),
+        port,
+        &Options {
+            tail: tail(smtp_port, "1s", "6s"),
+            ..Options::default()
+        },
+    );
+    let mut gw = GatewayProcess::start(&config, port, &[]);
+    let uid = format!("{ROOT}.3.1");
+    let sent_at = std::time::Instant::now();
+    send_study(dir.path(), port, &uid, "ACC-W3");
+    wait_for("the first step's email", Duration::from_secs(15), || {
+        to(&smtp.mails(), "reporting-team@example.org") == 1
+    });
+    gw.kill9();
+    // Down while the second step (deadline + 6 s) falls due.
+    let due = Duration::from_secs(1 + 6 + 1);
+    if let Some(rest) = due.checked_sub(sent_at.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    assert_eq!(to(&smtp.mails(), "pager@example.org"), 0);
+    let _gw = GatewayProcess::start(&config, port, &[]);
+    wait_for("the missed step's email", Duration::from_secs(15), || {
+        to(&smtp.mails(), "pager@example.org") == 1
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let mails = smtp.mails();
+    assert_eq!(to(&mails, "reporting-team@example.org"), 1, "step 1 was sent again");
+    assert_eq!(to(&mails, "pager@example.org"), 1);
+}
