@@ -121,6 +121,8 @@ fsync = $fsync
 min_free_bytes = 0
 [catalog]
 path = "$dir/catalog.sqlite3"
+[watchdog]
+calendar = "$ROOT/conf/calendars/england-and-wales.toml"
 EOF
     "$BIN" --config "$dir/studywatch.toml" check-config >"$dir/check-config.out" 2>&1 \
         || { cat "$dir/check-config.out" >&2; die "studywatch refused the config $dir/studywatch.toml"; }

@@ -170,7 +170,27 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     for w in config.warnings() {
         eprintln!("warning: {}: {}", w.key, w.message);
     }
-    Ok(ExitCode::SUCCESS)
+    // The files the config names, read as `serve` will read them.
+    let mut problems = Vec::new();
+    match crate::app::watchdog_clock(config) {
+        Ok(clock) => {
+            if let Some(w) = clock.data_warning(jiff::Timestamp::now()) {
+                eprintln!("warning: watchdog.calendar: {w}");
+            }
+        }
+        Err(e) => problems.push(format!("watchdog.calendar: {e:#}")),
+    }
+    if let Err(errors) = crate::notify::Channel::all_from_config(&config.notify) {
+        problems.extend(errors.iter().map(|e| e.to_string()));
+    }
+    if problems.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("studywatch: configuration files named by the config cannot be used:");
+    for p in &problems {
+        eprintln!("  {p}");
+    }
+    Ok(ExitCode::from(EXIT_CONFIG))
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {
