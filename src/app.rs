@@ -20,11 +20,11 @@ use crate::config::Config;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::reports::{self, Intake};
+use crate::scp::{Scp, Settings};
+use crate::storage::Storage;
 use crate::watchdog::calendar::{Calendar, Clock};
 use crate::watchdog::tick::{CatalogBackend, Settings as TickSettings};
 use crate::watchdog::{self, SystemClock, outbox};
-use crate::scp::{Scp, Settings};
-use crate::storage::Storage;
 
 /// The sockets `serve` listens on, bound before anything else starts.
 pub struct Listeners {
@@ -100,14 +100,19 @@ pub async fn serve(
     }
     let channels = crate::notify::Channel::all_from_config(&config.notify).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        anyhow::anyhow!("notification channels cannot be set up:\n  {}", lines.join("\n  "))
+        anyhow::anyhow!(
+            "notification channels cannot be set up:\n  {}",
+            lines.join("\n  ")
+        )
     })?;
-    let backend = Arc::new(CatalogBackend::new(
-        catalog.clone(),
-        TickSettings::from_config(&config, clock, jiff::Timestamp::now()),
-    ));
+    let mut tick_settings = TickSettings::from_config(&config, clock, jiff::Timestamp::now());
+    let storage_root = config.storage.path.clone();
+    tick_settings.storage_free = Some(crate::watchdog::tick::FreeSpace(Arc::new(move || {
+        crate::storage::free_bytes(&storage_root).ok()
+    })));
+    let backend = Arc::new(CatalogBackend::new(catalog.quiet(), tick_settings));
     let sender = Arc::new(outbox::Sender::new(
-        catalog.clone(),
+        catalog.quiet(),
         channels,
         config.notify.clone(),
         Arc::clone(&metrics),

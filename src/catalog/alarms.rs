@@ -6,7 +6,9 @@ use jiff::Timestamp;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::store::{cached_exec, cached_row, collect, fmt_ts, insert_audit, parse_opt_ts, parse_ts};
+use super::store::{
+    cached_exec, cached_row, collect, fmt_ts, insert_audit, parse_opt_ts, parse_ts,
+};
 use super::{Error, Store};
 
 /// What rules look at, for a study whose deadline must be (re)computed.
@@ -188,7 +190,10 @@ fn to_i64(n: usize) -> i64 {
 impl Store {
     /// Runs `f` atomically: in its own transaction, or in a savepoint of the
     /// transaction already open.
-    pub fn atomically<R>(&mut self, f: impl FnOnce(&mut Store) -> Result<R, Error>) -> Result<R, Error> {
+    pub fn atomically<R>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         if !self.in_autocommit() {
             return self.in_savepoint(f);
         }
@@ -207,7 +212,10 @@ impl Store {
 
     /// Studies whose rule and deadline must be (re)computed, at most `limit`.
     pub fn stale_studies(&self, limit: usize) -> Result<Vec<StudyForRules>, Error> {
-        self.facts_where("s.deadline_stale = 1 LIMIT ?1", &[Value::Integer(to_i64(limit))])
+        self.facts_where(
+            "s.deadline_stale = 1 LIMIT ?1",
+            &[Value::Integer(to_i64(limit))],
+        )
     }
 
     /// What rules see of one study (for `rules explain`).
@@ -229,31 +237,26 @@ impl Store {
                  ORDER BY o.id DESC LIMIT 1) \
              FROM studies s WHERE {condition}"
         );
-        let mut rows = collect(
-            &self.conn,
-            &sql,
-            params_from_iter(args.iter()),
-            |r| {
-                let modalities: String = r.get(1)?;
-                Ok(StudyForRules {
-                    study_uid: r.get(0)?,
-                    modalities: modalities
-                        .split('\\')
-                        .filter(|m| !m.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                    source: r.get(2)?,
-                    calling_ae: r.get(3)?,
-                    accession_number: r.get(4)?,
-                    study_date: r.get(5)?,
-                    study_time: r.get(6)?,
-                    first_received_at: parse_ts(r, 7)?,
-                    patient_class: r.get(8)?,
-                    priority: r.get(9)?,
-                    attributes: Vec::new(),
-                })
-            },
-        )?;
+        let mut rows = collect(&self.conn, &sql, params_from_iter(args.iter()), |r| {
+            let modalities: String = r.get(1)?;
+            Ok(StudyForRules {
+                study_uid: r.get(0)?,
+                modalities: modalities
+                    .split('\\')
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                source: r.get(2)?,
+                calling_ae: r.get(3)?,
+                accession_number: r.get(4)?,
+                study_date: r.get(5)?,
+                study_time: r.get(6)?,
+                first_received_at: parse_ts(r, 7)?,
+                patient_class: r.get(8)?,
+                priority: r.get(9)?,
+                attributes: Vec::new(),
+            })
+        })?;
         for s in &mut rows {
             s.attributes = collect(
                 &self.conn,
@@ -273,7 +276,12 @@ impl Store {
                     conn,
                     "UPDATE studies SET rule = ?2, no_report_needed = ?3, deadline = ?4, \
                      deadline_stale = 0 WHERE study_uid = ?1",
-                    params![u.study_uid, u.rule, u.no_report_needed, u.deadline.map(fmt_ts)],
+                    params![
+                        u.study_uid,
+                        u.rule,
+                        u.no_report_needed,
+                        u.deadline.map(fmt_ts)
+                    ],
                 )?;
             }
             Ok(())
@@ -343,11 +351,80 @@ impl Store {
         )
     }
 
+    /// Integrity conflicts (different content under a stored SOP Instance
+    /// UID) that have never had an alarm: `(conflict id, study UID, SOP
+    /// Instance UID, at)`.
+    pub fn conflicts_unalarmed(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(i64, Option<String>, String, Timestamp)>, Error> {
+        collect(
+            &self.conn,
+            "SELECT c.id, c.study_uid, c.sop_instance_uid, c.at FROM integrity_conflicts c \
+             WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'integrity' \
+                 AND a.subject = 'conflict:' || c.id) ORDER BY c.id LIMIT ?1",
+            [to_i64(limit)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, parse_ts(r, 3)?)),
+        )
+    }
+
+    /// Per calling AE, instances refused since its last `integrity` alarm
+    /// (or ever), when it has no live one: `(calling AE, count, latest, a
+    /// reason)`.
+    pub fn rejections_unalarmed(&self) -> Result<Vec<(String, i64, Timestamp, String)>, Error> {
+        collect(
+            &self.conn,
+            "SELECT f.calling_ae, count(*), max(f.at), max(f.reason) FROM ingest_failures f \
+             WHERE f.at > coalesce((SELECT max(a.raised_at) FROM alarms a \
+                 WHERE a.kind = 'integrity' AND a.subject = 'rejected:' || f.calling_ae), '') \
+             AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'integrity' \
+                 AND a.subject = 'rejected:' || f.calling_ae AND a.state <> 'resolved') \
+             GROUP BY f.calling_ae",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, parse_ts(r, 2)?, r.get(3)?)),
+        )
+    }
+
+    /// Counts of unreported studies (that need a report) older than 24 h,
+    /// 7 days and 28 days, and the number of live alarms: the digest's figures.
+    pub fn backlog(&self, now: Timestamp) -> Result<(i64, i64, i64, i64), Error> {
+        let ago = |d: i64| {
+            fmt_ts(
+                now.checked_sub(jiff::SignedDuration::from_hours(d))
+                    .unwrap_or(now),
+            )
+        };
+        Ok(self.conn.query_row(
+            "SELECT \
+               (SELECT count(*) FROM studies WHERE reported_at IS NULL AND no_report_needed = 0 \
+                   AND first_received_at <= ?1), \
+               (SELECT count(*) FROM studies WHERE reported_at IS NULL AND no_report_needed = 0 \
+                   AND first_received_at <= ?2), \
+               (SELECT count(*) FROM studies WHERE reported_at IS NULL AND no_report_needed = 0 \
+                   AND first_received_at <= ?3), \
+               (SELECT count(*) FROM alarms WHERE state <> 'resolved')",
+            params![ago(24), ago(24 * 7), ago(24 * 28)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?)
+    }
+
+    /// When the last digest was queued, if ever.
+    pub fn last_digest_at(&self) -> Result<Option<Timestamp>, Error> {
+        let at: Option<String> = self.conn.query_row(
+            "SELECT max(created_at) FROM outbox WHERE event = 'digest'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(at.and_then(|t| t.parse().ok()))
+    }
+
     /// When the last HL7 message arrived, if ever.
     pub fn last_hl7_message_at(&self) -> Result<Option<Timestamp>, Error> {
-        let at: Option<String> = self
-            .conn
-            .query_row("SELECT max(received_at) FROM hl7_messages", [], |r| r.get(0))?;
+        let at: Option<String> =
+            self.conn
+                .query_row("SELECT max(received_at) FROM hl7_messages", [], |r| {
+                    r.get(0)
+                })?;
         Ok(at.and_then(|t| t.parse().ok()))
     }
 
@@ -409,7 +486,12 @@ impl Store {
                                       OR (l.probable = 0 AND l.confirmation IS NULL))))))) \
              ORDER BY a.id LIMIT ?2"
         );
-        collect(&self.conn, &sql, params![fmt_ts(now), to_i64(limit)], alarm_from_row)
+        collect(
+            &self.conn,
+            &sql,
+            params![fmt_ts(now), to_i64(limit)],
+            alarm_from_row,
+        )
     }
 
     /// Whether an alarm's cause remains, as the catalog sees it now.
@@ -478,14 +560,25 @@ impl Store {
                 insert_notification(conn, n, &at)?;
             }
             for (action, detail) in &u.audit {
-                insert_audit(conn, &at, super::store::SYSTEM, action, study.as_deref(), detail)?;
+                insert_audit(
+                    conn,
+                    &at,
+                    super::store::SYSTEM,
+                    action,
+                    study.as_deref(),
+                    detail,
+                )?;
             }
             Ok(())
         })
     }
 
     /// Queues a notification not tied to an alarm step (a digest, a test).
-    pub fn queue_notification(&mut self, n: &NewNotification, now: Timestamp) -> Result<i64, Error> {
+    pub fn queue_notification(
+        &mut self,
+        n: &NewNotification,
+        now: Timestamp,
+    ) -> Result<i64, Error> {
         self.write(|conn| insert_notification(conn, n, &fmt_ts(now)))
     }
 
@@ -595,7 +688,12 @@ impl Store {
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = 'pending' AND next_attempt_at <= ?1 \
              ORDER BY next_attempt_at, id LIMIT ?2"
         );
-        collect(&self.conn, &sql, params![fmt_ts(now), to_i64(limit)], outbox_from_row)
+        collect(
+            &self.conn,
+            &sql,
+            params![fmt_ts(now), to_i64(limit)],
+            outbox_from_row,
+        )
     }
 
     /// When the next pending notification is due.
@@ -614,7 +712,12 @@ impl Store {
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE (?1 IS NULL OR state = ?1) \
              ORDER BY id DESC LIMIT ?2"
         );
-        collect(&self.conn, &sql, params![state, to_i64(limit)], outbox_from_row)
+        collect(
+            &self.conn,
+            &sql,
+            params![state, to_i64(limit)],
+            outbox_from_row,
+        )
     }
 
     /// Records a delivery attempt's outcome, and audits it.
@@ -665,7 +768,8 @@ impl Store {
                          next_attempt_at = coalesce(?4, next_attempt_at) WHERE id = ?1",
                         params![id, state, error, next_attempt_at.map(fmt_ts)],
                     )?;
-                    let retry = next_attempt_at.map_or(" — given up".to_owned(), |t| format!("; retry at {t}"));
+                    let retry = next_attempt_at
+                        .map_or(" — given up".to_owned(), |t| format!("; retry at {t}"));
                     insert_audit(
                         conn,
                         &at,
@@ -686,7 +790,14 @@ fn insert_notification(conn: &Connection, n: &NewNotification, at: &str) -> Resu
         conn,
         "INSERT INTO outbox (created_at, alarm_id, channel, event, step, payload, state, \
          next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?1)",
-        params![at, n.alarm_id, n.channel, n.event, n.step.map(to_i64), n.payload],
+        params![
+            at,
+            n.alarm_id,
+            n.channel,
+            n.event,
+            n.step.map(to_i64),
+            n.payload
+        ],
     )?;
     Ok(conn.last_insert_rowid())
 }

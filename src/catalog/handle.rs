@@ -31,7 +31,8 @@ type GroupJob = Box<dyn FnOnce(&mut Store) -> Deliver + Send>;
 type Deliver = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
 
 enum Request {
-    Call(Job),
+    /// A job, and whether its commit should wake the watchdog.
+    Call(Job, bool),
     Grouped(GroupJob),
     Record(Box<NewInstance>, oneshot::Sender<Result<(), Error>>),
     Close(oneshot::Sender<()>),
@@ -60,6 +61,8 @@ struct Stats {
 #[derive(Clone)]
 pub struct Catalog {
     tx: mpsc::Sender<Request>,
+    /// Whether this handle's calls signal `changes` (see [`Catalog::quiet`]).
+    wakes: bool,
     stats: Arc<Stats>,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -105,6 +108,7 @@ impl Catalog {
             })?;
         Ok(Catalog {
             tx,
+            wakes: true,
             stats,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
@@ -120,8 +124,18 @@ impl Catalog {
             // The caller may have gone away (cancelled); that is not our problem.
             let _ = reply.send(f(store));
         });
-        self.send(Request::Call(job))?;
+        self.send(Request::Call(job, self.wakes))?;
         answer.await.map_err(|_| Error::ThreadGone)?
+    }
+
+    /// A handle whose calls do not signal [`Catalog::changes`]: for the
+    /// watchdog and the outbox sender, whose own writes must not wake the
+    /// watchdog again.
+    pub fn quiet(&self) -> Catalog {
+        Catalog {
+            wakes: false,
+            ..self.clone()
+        }
     }
 
     /// Runs `f` on the catalog thread inside a transaction shared with the
@@ -240,12 +254,13 @@ fn spawn_checkpointer(path: std::path::PathBuf, stop: Arc<AtomicBool>) {
             let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    r.get::<_, i64>(1)
-                });
+                let pages =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
                 match pages {
                     Ok(n) if n > WAL_RESTART_PAGES => {
-                        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                        {
                             tracing::warn!(error = %e, "catalog: WAL restart checkpoint failed");
                         }
                     }
@@ -278,7 +293,12 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
             },
         };
         match request {
-            Request::Call(job) => guarded(&mut store, job),
+            Request::Call(job, wakes) => {
+                guarded(&mut store, job);
+                if wakes {
+                    stats.changed.notify_one();
+                }
+            }
             Request::Grouped(job) => {
                 let mut jobs = vec![job];
                 while jobs.len() < MAX_BATCH {

@@ -875,7 +875,9 @@ fn link_report(
             ),
         ] {
             if let Some(number) = number {
-                orders.extend(collect(conn, sql, [number], |r| Ok((r.get(0)?, r.get(1)?)))?);
+                orders.extend(collect(conn, sql, [number], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?);
             }
         }
         orders.sort_unstable();

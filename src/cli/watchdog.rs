@@ -192,7 +192,10 @@ pub fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode>
     let facts = crate::watchdog::tick::facts(&facts, &clock);
     println!("study        {uid}");
     println!("modalities   {}", facts.modalities.join(","));
-    println!("source       {} (calling AE {})", facts.source, facts.calling_ae);
+    println!(
+        "source       {} (calling AE {})",
+        facts.source, facts.calling_ae
+    );
     println!(
         "order        patient class {}, priority {}",
         facts.patient_class.as_deref().unwrap_or("-"),
@@ -207,7 +210,13 @@ pub fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode>
         println!(
             "rule         {:<30} {}",
             format!("\"{}\"", rule.name),
-            if hit && !matched { "MATCHES (first match wins)" } else if hit { "matches, but an earlier rule won" } else { "no match" }
+            if hit && !matched {
+                "MATCHES (first match wins)"
+            } else if hit {
+                "matches, but an earlier rule won"
+            } else {
+                "no match"
+            }
         );
         matched |= hit;
     }
@@ -216,15 +225,23 @@ pub fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode>
         (Some(r), true) => println!("decision     rule \"{r}\": no report needed"),
         (r, _) => println!(
             "decision     {}: deadline {}{}",
-            r.as_ref().map_or("no rule matched".to_owned(), |r| format!("rule \"{r}\"")),
+            r.as_ref()
+                .map_or("no rule matched".to_owned(), |r| format!("rule \"{r}\"")),
             d.deadline.map_or("-".to_owned(), |t| t.to_string()),
-            if d.ceiling { " (the 28-day ceiling)" } else { "" }
+            if d.ceiling {
+                " (the 28-day ceiling)"
+            } else {
+                ""
+            }
         ),
     }
     if detail.study.deadline != d.deadline && !d.no_report_needed {
         println!(
             "stored       deadline {} (the server recomputes it when the study, its rule or its reports change)",
-            detail.study.deadline.map_or("not computed yet".to_owned(), |t| t.to_string())
+            detail
+                .study
+                .deadline
+                .map_or("not computed yet".to_owned(), |t| t.to_string())
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -207,7 +207,13 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
     );
     let f = &file.failsafe;
     let mut window = |key: &str, v: &Option<String>, d: &str| {
-        duration(&format!("watchdog.failsafe.{key}"), v.as_deref(), d, true, problems)
+        duration(
+            &format!("watchdog.failsafe.{key}"),
+            v.as_deref(),
+            d,
+            true,
+            problems,
+        )
     };
     let failsafe = Failsafe {
         critical: window("critical", &f.critical, defaults::CRITICAL),
@@ -230,7 +236,10 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
     }
     for (i, r) in rules.iter().enumerate() {
         if rules[..i].iter().any(|o| o.name == r.name) {
-            problems.push(format!("watchdog.rules[{i}].name"), format!("`{}` is used by an earlier rule", r.name));
+            problems.push(
+                format!("watchdog.rules[{i}].name"),
+                format!("`{}` is used by an earlier rule", r.name),
+            );
         }
     }
     Watchdog {
@@ -253,7 +262,10 @@ fn validate_rule(key: &str, r: &FileRule, problems: &mut Problems) -> Rule {
         "calendar" => Hours::Calendar,
         "working" => Hours::Working,
         other => {
-            problems.push(format!("{key}.hours"), format!("`{other}` is not one of calendar, working"));
+            problems.push(
+                format!("{key}.hours"),
+                format!("`{other}` is not one of calendar, working"),
+            );
             Hours::Calendar
         }
     };
@@ -261,14 +273,20 @@ fn validate_rule(key: &str, r: &FileRule, problems: &mut Problems) -> Rule {
         "received" => ClockStart::Received,
         "study_time" => ClockStart::StudyTime,
         other => {
-            problems.push(format!("{key}.clock"), format!("`{other}` is not one of received, study_time"));
+            problems.push(
+                format!("{key}.clock"),
+                format!("`{other}` is not one of received, study_time"),
+            );
             ClockStart::Received
         }
     };
     let no_report_needed = r.no_report_needed.unwrap_or(false);
     let report_within = match (&r.report_within, no_report_needed) {
         (Some(_), true) => {
-            problems.push(format!("{key}.report_within"), "a no_report_needed rule sets no deadline");
+            problems.push(
+                format!("{key}.report_within"),
+                "a no_report_needed rule sets no deadline",
+            );
             None
         }
         (None, true) => None,
@@ -289,20 +307,32 @@ fn validate_rule(key: &str, r: &FileRule, problems: &mut Problems) -> Rule {
                 None
             }
             // "Nd" under working hours is N working days.
-            Ok(d) if hours == Hours::Working && text.trim().ends_with('d') => {
-                Some(Within::WorkingDays(u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX)))
-            }
+            Ok(d) if hours == Hours::Working && text.trim().ends_with('d') => Some(
+                Within::WorkingDays(u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX)),
+            ),
             Ok(d) => Some(Within::Time(d)),
         },
     };
     let mut escalate = Vec::new();
     for (s, step) in r.escalate.iter().enumerate() {
-        let after = duration(&format!("{key}.escalate[{s}].after"), step.after.as_deref(), "0s", false, problems);
+        let after = duration(
+            &format!("{key}.escalate[{s}].after"),
+            step.after.as_deref(),
+            "0s",
+            false,
+            problems,
+        );
         if step.notify.is_empty() {
             problems.push(format!("{key}.escalate[{s}].notify"), "names no channel");
         }
-        if escalate.last().is_some_and(|prev: &Step| prev.after > after) {
-            problems.push(format!("{key}.escalate[{s}].after"), "steps must be in order of `after`");
+        if escalate
+            .last()
+            .is_some_and(|prev: &Step| prev.after > after)
+        {
+            problems.push(
+                format!("{key}.escalate[{s}].after"),
+                "steps must be in order of `after`",
+            );
         }
         escalate.push(Step {
             after,
@@ -310,16 +340,28 @@ fn validate_rule(key: &str, r: &FileRule, problems: &mut Problems) -> Rule {
         });
     }
     if no_report_needed && !escalate.is_empty() {
-        problems.push(format!("{key}.escalate"), "a no_report_needed rule never alarms");
+        problems.push(
+            format!("{key}.escalate"),
+            "a no_report_needed rule never alarms",
+        );
     }
     let repeat_every = r.repeat_every.as_deref().map(|t| {
-        duration(&format!("{key}.repeat_every"), Some(t), "1h", true, problems)
+        duration(
+            &format!("{key}.repeat_every"),
+            Some(t),
+            "1h",
+            true,
+            problems,
+        )
     });
     let m = r.matcher.as_ref();
     let mut attributes = BTreeMap::new();
     for (keyword, values) in m.map(|m| &m.attributes).into_iter().flatten() {
         use dicom_core::dictionary::DataDictionary;
-        if dicom_dictionary_std::StandardDataDictionary.by_name(keyword).is_none() {
+        if dicom_dictionary_std::StandardDataDictionary
+            .by_name(keyword)
+            .is_none()
+        {
             problems.push(
                 format!("{key}.match.{keyword}"),
                 "is neither a match key (modality, modality_only, source, calling_ae, patient_class, \
@@ -360,7 +402,9 @@ pub(super) fn to_file(w: &Watchdog) -> FileWatchdog {
         ),
         working_hours: Some(w.working_hours.render()),
         unmatched_report_after: Some(format_duration(w.unmatched_report_after)),
-        feed_silent_after: Some(format_duration(w.feed_silent_after.unwrap_or(Duration::ZERO))),
+        feed_silent_after: Some(format_duration(
+            w.feed_silent_after.unwrap_or(Duration::ZERO),
+        )),
         alarm_notify: Some(w.alarm_notify.clone()),
         failsafe: FileFailsafe {
             critical: Some(format_duration(w.failsafe.critical)),

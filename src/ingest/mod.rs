@@ -253,7 +253,8 @@ impl Ingest {
         let wanted = sop.as_str().to_owned();
         let catalog = self.catalog.clone();
         let existing =
-            rt.spawn(async move { catalog.call(move |s| s.lookup_instance(&wanted)).await });
+            // A read: it must not wake the watchdog.
+            rt.spawn(async move { catalog.quiet().call(move |s| s.lookup_instance(&wanted)).await });
 
         let mut temp = match self.storage.create_temp() {
             Ok(t) => t,

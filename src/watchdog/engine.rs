@@ -288,7 +288,11 @@ mod tests {
         let acked = acknowledge(&o.alarm, ts("2026-11-20T11:00:00Z"), Some(h(24)));
         assert_eq!(next_wake(&acked), Some(ts("2026-11-21T11:00:00Z")));
         // Step 1 would be due at 22:00, but the acknowledgement holds it.
-        assert!(advance(&acked, plan, true, ts("2026-11-21T10:59:00Z")).actions.is_empty());
+        assert!(
+            advance(&acked, plan, true, ts("2026-11-21T10:59:00Z"))
+                .actions
+                .is_empty()
+        );
         let o = advance(&acked, plan, true, ts("2026-11-21T11:00:00Z"));
         assert_eq!(o.actions[0], Action::Rearm);
         assert_eq!(notified(&o), [(1, false)]);
@@ -296,7 +300,11 @@ mod tests {
         // Acknowledged until resolved: no wake, ever.
         let forever = acknowledge(&o.alarm, ts("2026-11-21T12:00:00Z"), None);
         assert_eq!(next_wake(&forever), None);
-        assert!(advance(&forever, plan, true, ts("2027-01-01T00:00:00Z")).actions.is_empty());
+        assert!(
+            advance(&forever, plan, true, ts("2027-01-01T00:00:00Z"))
+                .actions
+                .is_empty()
+        );
     }
 
     #[test]
@@ -311,7 +319,11 @@ mod tests {
         let o = advance(&o.alarm, plan, false, ts("2026-11-20T23:00:00Z"));
         assert_eq!(o.actions, [Action::Resolve]);
         assert_eq!(o.alarm.state, State::Resolved);
-        assert!(advance(&o.alarm, plan, true, ts("2026-11-21T23:00:00Z")).actions.is_empty());
+        assert!(
+            advance(&o.alarm, plan, true, ts("2026-11-21T23:00:00Z"))
+                .actions
+                .is_empty()
+        );
     }
 
     #[test]
@@ -322,6 +334,10 @@ mod tests {
         };
         let a = raise(ts("2026-11-20T10:00:00Z"), plan);
         assert_eq!(a.next_action_at, None);
-        assert!(advance(&a, plan, true, ts("2026-11-21T10:00:00Z")).actions.is_empty());
+        assert!(
+            advance(&a, plan, true, ts("2026-11-21T10:00:00Z"))
+                .actions
+                .is_empty()
+        );
     }
 }

@@ -73,7 +73,10 @@ impl WallClock for TokioClock {
 pub trait Backend: Send + Sync {
     /// Brings everything up to `now`; returns when to look again (`None`:
     /// nothing is scheduled).
-    fn tick(&self, now: Timestamp) -> impl Future<Output = anyhow::Result<Option<Timestamp>>> + Send;
+    fn tick(
+        &self,
+        now: Timestamp,
+    ) -> impl Future<Output = anyhow::Result<Option<Timestamp>>> + Send;
     /// Whether another process changed the catalog since the last call.
     fn changed_elsewhere(&self) -> impl Future<Output = bool> + Send;
 }

@@ -65,7 +65,10 @@ impl Sender {
 
     async fn attempt(&self, row: OutboxRow, now: Timestamp) -> anyhow::Result<()> {
         let result = match self.channels.get(&row.channel) {
-            None => Err((false, format!("no channel named `{}` is configured", row.channel))),
+            None => Err((
+                false,
+                format!("no channel named `{}` is configured", row.channel),
+            )),
             Some(channel) => match serde_json::from_str::<Notification>(&row.payload) {
                 Err(e) => Err((false, format!("unreadable notification: {e}"))),
                 Ok(mut n) => {

@@ -107,14 +107,12 @@ impl Match {
     /// Whether the study's facts satisfy every condition given.
     pub fn matches(&self, s: &StudyFacts) -> bool {
         let modality = self.modality.is_empty()
-            || s
-                .modalities
+            || s.modalities
                 .iter()
                 .any(|m| self.modality.iter().any(|w| eq(w, m)));
         let modality_only = self.modality_only.is_empty()
             || (!s.modalities.is_empty()
-                && s
-                    .modalities
+                && s.modalities
                     .iter()
                     .all(|m| self.modality_only.iter().any(|w| eq(w, m))));
         let attributes = self
@@ -261,14 +259,25 @@ mod tests {
                 Hours::Calendar,
             ),
         ];
-        assert_eq!(select(&rules, &facts(&["DX"], "ED")).map(|r| r.name.as_str()), Some("ED plain film"));
+        assert_eq!(
+            select(&rules, &facts(&["DX"], "ED")).map(|r| r.name.as_str()),
+            Some("ED plain film")
+        );
         assert_eq!(select(&rules, &facts(&["DX"], "ward")), None);
         let mut inpatient = facts(&["DX"], "ward");
         inpatient.patient_class = Some("I".into());
-        assert_eq!(select(&rules, &inpatient).map(|r| r.name.as_str()), Some("inpatient"));
+        assert_eq!(
+            select(&rules, &inpatient).map(|r| r.name.as_str()),
+            Some("inpatient")
+        );
         let mut chest = facts(&["CT"], "ward");
-        chest.attributes.insert("BodyPartExamined".into(), "chest".into());
-        assert_eq!(select(&rules, &chest).map(|r| r.name.as_str()), Some("chest by attribute"));
+        chest
+            .attributes
+            .insert("BodyPartExamined".into(), "chest".into());
+        assert_eq!(
+            select(&rules, &chest).map(|r| r.name.as_str()),
+            Some("chest by attribute")
+        );
     }
 
     #[test]
@@ -285,17 +294,33 @@ mod tests {
     #[test]
     fn the_ceiling_caps_any_rule_and_covers_studies_no_rule_matches() {
         let c = clock();
-        let long = vec![rule("slow", Match::default(), Within::Time(Duration::from_secs(60 * 86_400)), Hours::Calendar)];
+        let long = vec![rule(
+            "slow",
+            Match::default(),
+            Within::Time(Duration::from_secs(60 * 86_400)),
+            Hours::Calendar,
+        )];
         let d = decide(&long, &facts(&["CT"], "x"), &c);
         assert_eq!(d.deadline, Some(ts("2026-12-18T10:00:00Z")));
         assert!(d.ceiling);
         let d = decide(&[], &facts(&["CT"], "x"), &c);
-        assert_eq!((d.rule, d.deadline, d.ceiling), (None, Some(ts("2026-12-18T10:00:00Z")), true));
+        assert_eq!(
+            (d.rule, d.deadline, d.ceiling),
+            (None, Some(ts("2026-12-18T10:00:00Z")), true)
+        );
     }
 
     #[test]
     fn no_report_needed_has_no_deadline() {
-        let mut r = rule("dose", Match { modality_only: vec!["SR".into()], ..Match::default() }, Within::Time(Duration::ZERO), Hours::Calendar);
+        let mut r = rule(
+            "dose",
+            Match {
+                modality_only: vec!["SR".into()],
+                ..Match::default()
+            },
+            Within::Time(Duration::ZERO),
+            Hours::Calendar,
+        );
         r.no_report_needed = true;
         r.report_within = None;
         let d = decide(&[r], &facts(&["SR"], "x"), &clock());
@@ -308,14 +333,33 @@ mod tests {
         let c = clock();
         // Friday 2026-11-20 10:00 GMT.
         let mut f = facts(&["CT"], "x");
-        let day = vec![rule("24h", Match::default(), Within::Time(Duration::from_secs(86_400)), Hours::Calendar)];
-        assert_eq!(decide(&day, &f, &c).deadline, Some(ts("2026-11-21T10:00:00Z")));
-        let working = vec![rule("2d", Match::default(), Within::WorkingDays(2), Hours::Working)];
+        let day = vec![rule(
+            "24h",
+            Match::default(),
+            Within::Time(Duration::from_secs(86_400)),
+            Hours::Calendar,
+        )];
+        assert_eq!(
+            decide(&day, &f, &c).deadline,
+            Some(ts("2026-11-21T10:00:00Z"))
+        );
+        let working = vec![rule(
+            "2d",
+            Match::default(),
+            Within::WorkingDays(2),
+            Hours::Working,
+        )];
         // Two working days after Friday 10:00 is Tuesday 10:00.
-        assert_eq!(decide(&working, &f, &c).deadline, Some(ts("2026-11-24T10:00:00Z")));
+        assert_eq!(
+            decide(&working, &f, &c).deadline,
+            Some(ts("2026-11-24T10:00:00Z"))
+        );
         let mut by_study = day.clone();
         by_study[0].clock = ClockStart::StudyTime;
         f.study_time = Some(ts("2026-11-19T22:00:00Z"));
-        assert_eq!(decide(&by_study, &f, &c).deadline, Some(ts("2026-11-20T22:00:00Z")));
+        assert_eq!(
+            decide(&by_study, &f, &c).deadline,
+            Some(ts("2026-11-20T22:00:00Z"))
+        );
     }
 }

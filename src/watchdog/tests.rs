@@ -23,8 +23,14 @@ fn ts(s: &str) -> Timestamp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Sent {
-    Step { at: Timestamp, step: usize, repeat: bool },
-    Resolved { at: Timestamp },
+    Step {
+        at: Timestamp,
+        step: usize,
+        repeat: bool,
+    },
+    Resolved {
+        at: Timestamp,
+    },
 }
 
 struct Model {
@@ -46,8 +52,14 @@ impl MemBackend {
     fn new(deadline: Timestamp) -> Arc<MemBackend> {
         Arc::new(MemBackend {
             steps: vec![
-                Step { after: Duration::ZERO, notify: vec!["team".into()] },
-                Step { after: Duration::from_secs(3600), notify: vec!["pager".into()] },
+                Step {
+                    after: Duration::ZERO,
+                    notify: vec!["team".into()],
+                },
+                Step {
+                    after: Duration::from_secs(3600),
+                    notify: vec!["pager".into()],
+                },
             ],
             repeat: Some(Duration::from_secs(4 * 3600)),
             model: Mutex::new(Model {
@@ -67,10 +79,16 @@ impl MemBackend {
 
 impl Backend for MemBackend {
     async fn tick(&self, now: Timestamp) -> anyhow::Result<Option<Timestamp>> {
-        let plan = Plan { steps: &self.steps, repeat_every: self.repeat };
+        let plan = Plan {
+            steps: &self.steps,
+            repeat_every: self.repeat,
+        };
         let mut m = self.model.lock().expect("model");
         m.ticks += 1;
-        let live = m.alarm.as_ref().is_some_and(|a| a.state != engine::State::Resolved);
+        let live = m
+            .alarm
+            .as_ref()
+            .is_some_and(|a| a.state != engine::State::Resolved);
         if !live && !m.formally_reported && m.deadline <= now && m.alarm.is_none() {
             m.alarm = Some(engine::raise(m.deadline, plan));
         }
@@ -78,7 +96,11 @@ impl Backend for MemBackend {
             let outcome = engine::advance(&alarm, plan, !m.formally_reported, now);
             for a in &outcome.actions {
                 match a {
-                    Action::Notify { step, repeat, .. } => m.sent.push(Sent::Step { at: now, step: *step, repeat: *repeat }),
+                    Action::Notify { step, repeat, .. } => m.sent.push(Sent::Step {
+                        at: now,
+                        step: *step,
+                        repeat: *repeat,
+                    }),
                     Action::Resolve => m.sent.push(Sent::Resolved { at: now }),
                     Action::Rearm => {}
                 }
@@ -103,7 +125,12 @@ fn start(backend: &Arc<MemBackend>) -> (TokioClock, Arc<Notify>, CancellationTok
     let clock = TokioClock::starting_at(ts(BASE));
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();
-    tokio::spawn(super::run(Arc::clone(backend), clock.clone(), Arc::clone(&wake), stop.clone()));
+    tokio::spawn(super::run(
+        Arc::clone(backend),
+        clock.clone(),
+        Arc::clone(&wake),
+        stop.clone(),
+    ));
     (clock, wake, stop)
 }
 
@@ -124,10 +151,18 @@ async fn the_alarm_fires_within_a_second_of_the_deadline_then_escalates_and_repe
     assert!(backend.sent().is_empty());
     advance_to(&clock, ts("2026-11-20T12:00:01Z")).await;
     let sent = backend.sent();
-    let Some(Sent::Step { at, step: 0, repeat: false }) = sent.first().cloned() else {
+    let Some(Sent::Step {
+        at,
+        step: 0,
+        repeat: false,
+    }) = sent.first().cloned()
+    else {
         panic!("no first step: {sent:?}");
     };
-    assert!(at >= ts("2026-11-20T12:00:00Z") && at <= ts("2026-11-20T12:00:01Z"), "{at}");
+    assert!(
+        at >= ts("2026-11-20T12:00:00Z") && at <= ts("2026-11-20T12:00:01Z"),
+        "{at}"
+    );
     advance_to(&clock, ts("2026-11-20T17:00:01Z")).await;
     let kinds: Vec<(usize, bool)> = backend
         .sent()
@@ -154,7 +189,11 @@ async fn an_acknowledgement_holds_repeats_and_rearms_when_it_expires() {
     {
         let mut m = backend.model.lock().expect("model");
         let a = m.alarm.clone().expect("raised");
-        m.alarm = Some(engine::acknowledge(&a, clock.now(), Some(Duration::from_secs(3 * 3600))));
+        m.alarm = Some(engine::acknowledge(
+            &a,
+            clock.now(),
+            Some(Duration::from_secs(3 * 3600)),
+        ));
     }
     wake.notify_one();
     // Step 1 (due 11:00) is held while acknowledged.
@@ -163,7 +202,17 @@ async fn an_acknowledgement_holds_repeats_and_rearms_when_it_expires() {
     // At 13:00:01 the acknowledgement has ended: step 1 goes out at once.
     advance_to(&clock, ts("2026-11-20T13:00:02Z")).await;
     let sent = backend.sent();
-    assert!(matches!(sent.get(1), Some(Sent::Step { step: 1, repeat: false, .. })), "{sent:?}");
+    assert!(
+        matches!(
+            sent.get(1),
+            Some(Sent::Step {
+                step: 1,
+                repeat: false,
+                ..
+            })
+        ),
+        "{sent:?}"
+    );
     stop.cancel();
 }
 
@@ -180,7 +229,11 @@ async fn a_final_report_resolves_the_alarm_and_a_preliminary_one_does_not() {
     backend.model.lock().expect("model").formally_reported = true;
     wake.notify_one();
     advance_to(&clock, ts("2026-11-20T11:00:02Z")).await;
-    assert!(matches!(backend.sent().last(), Some(Sent::Resolved { .. })), "{:?}", backend.sent());
+    assert!(
+        matches!(backend.sent().last(), Some(Sent::Resolved { .. })),
+        "{:?}",
+        backend.sent()
+    );
     let count = backend.sent().len();
     advance_to(&clock, ts("2026-11-21T11:00:00Z")).await;
     assert_eq!(backend.sent().len(), count);

@@ -21,11 +21,12 @@ use super::calendar::Clock;
 use super::engine::{self, Action, Plan};
 use super::rules::{self, Rule, Step, StudyFacts};
 use crate::catalog::{
-    AlarmRow, AlarmUpdate, Catalog, DeadlineUpdate, NewAlarm, NewNotification, Store,
-    StudyForRules,
+    AlarmRow, AlarmUpdate, Catalog, DeadlineUpdate, NewAlarm, NewNotification, Store, StudyForRules,
 };
 use crate::config::{Config, Failsafe, Identifier};
-use crate::notify::{Event, Identifiers, Notification, Severity, alarm_dedup_key, identifier_fields};
+use crate::notify::{
+    Event, Identifiers, Notification, Severity, alarm_dedup_key, identifier_fields,
+};
 
 /// At most this many rows of each kind per evaluation; the rest follow at once.
 const BATCH: usize = 2000;
@@ -45,6 +46,24 @@ pub struct Settings {
     pub dashboard_url: Option<String>,
     /// When the process started: a feed is not silent before it could speak.
     pub started_at: Timestamp,
+    /// Free space of the storage file system, when known.
+    pub storage_free: Option<FreeSpace>,
+    /// Below this much free space, `storage_low` is raised (twice the floor
+    /// at which stores are refused, so people hear before senders do).
+    pub storage_low_below: u64,
+    /// Channels that take the daily digest, and its local time.
+    pub digest_channels: Vec<String>,
+    pub digest_at: jiff::civil::Time,
+}
+
+/// How much space the storage file system has free.
+#[derive(Clone)]
+pub struct FreeSpace(pub Arc<dyn Fn() -> Option<u64> + Send + Sync>);
+
+impl std::fmt::Debug for FreeSpace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FreeSpace")
+    }
 }
 
 impl Settings {
@@ -59,6 +78,16 @@ impl Settings {
             include: config.notify.include.clone(),
             dashboard_url: config.notify.dashboard_url.clone(),
             started_at,
+            storage_free: None,
+            storage_low_below: config.storage.min_free_bytes.saturating_mul(2),
+            digest_channels: config
+                .notify
+                .channels
+                .iter()
+                .filter(|c| c.digest)
+                .map(|c| c.name.clone())
+                .collect(),
+            digest_at: config.notify.digest_at,
         }
     }
 
@@ -79,7 +108,11 @@ impl Settings {
         };
         match alarm.kind.as_str() {
             "overdue_report" => {
-                match alarm.rule.as_deref().and_then(|n| self.rules.iter().find(|r| r.name == n)) {
+                match alarm
+                    .rule
+                    .as_deref()
+                    .and_then(|n| self.rules.iter().find(|r| r.name == n))
+                {
                     Some(r) if !r.escalate.is_empty() => (r.escalate.clone(), r.repeat_every),
                     _ => system(),
                 }
@@ -169,7 +202,13 @@ pub fn evaluate(
     for (uid, deadline, rule) in overdue {
         let probe = AlarmRow::probe("overdue_report", rule.clone());
         let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(deadline, Plan { steps: &steps, repeat_every: repeat });
+        let fresh = engine::raise(
+            deadline,
+            Plan {
+                steps: &steps,
+                repeat_every: repeat,
+            },
+        );
         let detail = match &rule {
             Some(r) => format!("no formal report by its deadline {deadline} (rule {r})"),
             None => format!("no formal report by {deadline} (the 28-day ceiling; no rule matched)"),
@@ -209,7 +248,13 @@ pub fn evaluate(
         }
         let probe = AlarmRow::probe("failsafe_unacknowledged", None);
         let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(due, Plan { steps: &steps, repeat_every: repeat });
+        let fresh = engine::raise(
+            due,
+            Plan {
+                steps: &steps,
+                repeat_every: repeat,
+            },
+        );
         store.raise_alarm(
             &NewAlarm {
                 kind: "failsafe_unacknowledged".into(),
@@ -233,7 +278,13 @@ pub fn evaluate(
         let due = add(received_at, s.unmatched_report_after);
         let probe = AlarmRow::probe("unmatched_report", None);
         let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(due, Plan { steps: &steps, repeat_every: repeat });
+        let fresh = engine::raise(
+            due,
+            Plan {
+                steps: &steps,
+                repeat_every: repeat,
+            },
+        );
         store.raise_alarm(
             &NewAlarm {
                 kind: "unmatched_report".into(),
@@ -253,12 +304,21 @@ pub fn evaluate(
     }
     let feed_silent = match s.feed_silent_after {
         Some(limit) => {
-            let since = store.last_hl7_message_at()?.unwrap_or(s.started_at).max(s.started_at);
+            let since = store
+                .last_hl7_message_at()?
+                .unwrap_or(s.started_at)
+                .max(s.started_at);
             let quiet = s.clock.working_time_between(since, now);
             if quiet >= limit {
                 let probe = AlarmRow::probe("feed_silent", None);
                 let (steps, repeat) = s.plan(&probe);
-                let fresh = engine::raise(now, Plan { steps: &steps, repeat_every: repeat });
+                let fresh = engine::raise(
+                    now,
+                    Plan {
+                        steps: &steps,
+                        repeat_every: repeat,
+                    },
+                );
                 store.raise_alarm(
                     &NewAlarm {
                         kind: "feed_silent".into(),
@@ -281,16 +341,71 @@ pub fn evaluate(
         None => false,
     };
 
+    for (id, study, sop, at) in store.conflicts_unalarmed(BATCH)? {
+        raise_system(
+            store,
+            s,
+            "integrity",
+            format!("conflict:{id}"),
+            study,
+            at,
+            format!(
+                "different content received under stored SOP Instance {sop}; the new copy is in quarantine"
+            ),
+            now,
+        )?;
+    }
+    for (ae, count, latest, reason) in store.rejections_unalarmed()? {
+        raise_system(
+            store,
+            s,
+            "integrity",
+            format!("rejected:{ae}"),
+            None,
+            latest,
+            format!("{count} instance(s) from calling AE {ae} refused; latest: {reason}"),
+            now,
+        )?;
+    }
+    let storage_low = match &s.storage_free {
+        Some(free) => match (free.0)() {
+            Some(bytes) if bytes < s.storage_low_below => {
+                raise_system(
+                    store,
+                    s,
+                    "storage_low",
+                    "storage".into(),
+                    None,
+                    now,
+                    format!(
+                        "{} MiB free on the storage file system; stores are refused below {} MiB",
+                        bytes / (1024 * 1024),
+                        s.storage_low_below / 2 / (1024 * 1024)
+                    ),
+                    now,
+                )?;
+                true
+            }
+            _ => false,
+        },
+        None => false,
+    };
+    let next_digest = digest(store, s, now)?;
+
     // 3. Advance what is due.
     let due = store.alarms_to_advance(now, BATCH)?;
     more |= due.len() == BATCH;
     for alarm in due {
         let remains = match alarm.kind.as_str() {
             "feed_silent" => feed_silent,
+            "storage_low" => storage_low,
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
         let (steps, repeat) = s.plan(&alarm);
-        let plan = Plan { steps: &steps, repeat_every: repeat };
+        let plan = Plan {
+            steps: &steps,
+            repeat_every: repeat,
+        };
         let state = engine::State::parse(&alarm.state).unwrap_or(engine::State::Open);
         let current = engine::Alarm {
             state,
@@ -312,26 +427,51 @@ pub fn evaluate(
         };
         for action in &outcome.actions {
             match action {
-                Action::Notify { step, channels, repeat } => {
-                    let event = if *repeat { Event::Repeat } else { Event::Trigger };
+                Action::Notify {
+                    step,
+                    channels,
+                    repeat,
+                } => {
+                    let event = if *repeat {
+                        Event::Repeat
+                    } else {
+                        Event::Trigger
+                    };
                     for channel in channels {
-                        update
-                            .notifications
-                            .push(notification(&alarm, channel, event, Some(*step), s, now));
+                        update.notifications.push(notification(
+                            &alarm,
+                            channel,
+                            event,
+                            Some(*step),
+                            s,
+                            now,
+                        ));
                     }
                     update.audit.push((
-                        if *repeat { "alarm_repeated" } else { "alarm_escalated" }.to_owned(),
+                        if *repeat {
+                            "alarm_repeated"
+                        } else {
+                            "alarm_escalated"
+                        }
+                        .to_owned(),
                         format!(
                             "alarm {} step {} to {}",
                             alarm.id,
                             step + 1,
-                            if channels.is_empty() { "no channel".to_owned() } else { channels.join(", ") }
+                            if channels.is_empty() {
+                                "no channel".to_owned()
+                            } else {
+                                channels.join(", ")
+                            }
                         ),
                     ));
                 }
                 Action::Rearm => update.audit.push((
                     "alarm_rearmed".to_owned(),
-                    format!("alarm {}: acknowledgement ended and the cause remains", alarm.id),
+                    format!(
+                        "alarm {}: acknowledgement ended and the cause remains",
+                        alarm.id
+                    ),
                 )),
                 Action::Resolve => {
                     let reason = resolution(&alarm, store)?;
@@ -344,13 +484,19 @@ pub fn evaluate(
                         .into_iter()
                         .collect();
                     for channel in &told {
-                        update
-                            .notifications
-                            .push(notification(&alarm, channel, Event::Resolve, None, s, now));
+                        update.notifications.push(notification(
+                            &alarm,
+                            channel,
+                            Event::Resolve,
+                            None,
+                            s,
+                            now,
+                        ));
                     }
-                    update
-                        .audit
-                        .push(("alarm_resolved".to_owned(), format!("alarm {}: {reason}", alarm.id)));
+                    update.audit.push((
+                        "alarm_resolved".to_owned(),
+                        format!("alarm {}: {reason}", alarm.id),
+                    ));
                     update.resolved_reason = Some(reason);
                 }
             }
@@ -363,7 +509,123 @@ pub fn evaluate(
     if more || store.has_stale_studies()? {
         return Ok(Some(now));
     }
-    store.next_watchdog_time(now)
+    let next = store.next_watchdog_time(now)?;
+    // Free space and the feed are looked at again within a minute.
+    let soon = add(now, Duration::from_secs(60));
+    let periodic = (s.storage_free.is_some() || s.feed_silent_after.is_some()).then_some(soon);
+    Ok([next, Some(next_digest), periodic]
+        .into_iter()
+        .flatten()
+        .min())
+}
+
+/// Raises an alarm that no rule governs (integrity, storage, ...).
+#[allow(clippy::too_many_arguments)]
+fn raise_system(
+    store: &mut Store,
+    s: &Settings,
+    kind: &str,
+    subject: String,
+    study_uid: Option<String>,
+    due: Timestamp,
+    detail: String,
+    now: Timestamp,
+) -> Result<(), crate::catalog::Error> {
+    let probe = AlarmRow::probe(kind, None);
+    let (steps, repeat) = s.plan(&probe);
+    let fresh = engine::raise(
+        due,
+        Plan {
+            steps: &steps,
+            repeat_every: repeat,
+        },
+    );
+    store.raise_alarm(
+        &NewAlarm {
+            kind: kind.into(),
+            subject,
+            study_uid,
+            report_id: None,
+            rule: None,
+            due_at: due,
+            detail,
+            next_action_at: fresh.next_action_at,
+        },
+        now,
+    )?;
+    Ok(())
+}
+
+/// Queues the daily digest when its time has come and it has not been sent
+/// today; returns when the next one is due.
+fn digest(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<Timestamp, crate::catalog::Error> {
+    let local = now.to_zoned(s.clock.tz.clone());
+    let at_on = |date: jiff::civil::Date| {
+        s.clock
+            .tz
+            .to_ambiguous_zoned(date.to_datetime(s.digest_at))
+            .compatible()
+            .map(|z| z.timestamp())
+            .unwrap_or(now)
+    };
+    let today = at_on(local.date());
+    let tomorrow = local
+        .date()
+        .tomorrow()
+        .map(at_on)
+        .unwrap_or_else(|_| add(now, Duration::from_secs(86_400)));
+    if s.digest_channels.is_empty() {
+        return Ok(if now < today { today } else { tomorrow });
+    }
+    if now < today {
+        return Ok(today);
+    }
+    if store.last_digest_at()?.is_some_and(|t| t >= today) {
+        return Ok(tomorrow);
+    }
+    let (day, week, month, open) = store.backlog(now)?;
+    let fields = vec![
+        ("Open alarms".to_owned(), open.to_string()),
+        ("Unreported > 24 h".to_owned(), day.to_string()),
+        ("Unreported > 7 days".to_owned(), week.to_string()),
+        ("Unreported > 28 days".to_owned(), month.to_string()),
+    ];
+    for channel in &s.digest_channels {
+        let n = Notification {
+            id: 0,
+            channel: channel.clone(),
+            event: Event::Digest,
+            severity: if open > 0 {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
+            alarm_id: None,
+            alarm_kind: None,
+            title: format!(
+                "Daily digest: {open} open alarm(s), {day} studies unreported over 24 h"
+            ),
+            fields: fields.clone(),
+            dashboard_link: s.dashboard_url.clone(),
+            dedup_key: format!("studywatch-digest-{}", local.date()),
+            created_at: now,
+        };
+        store.queue_notification(
+            &NewNotification {
+                alarm_id: None,
+                channel: channel.clone(),
+                event: "digest".into(),
+                step: None,
+                payload: serde_json::to_string(&n).unwrap_or_default(),
+            },
+            now,
+        )?;
+    }
+    Ok(tomorrow)
 }
 
 /// What rules see of a study.
@@ -376,14 +638,23 @@ pub fn facts(st: &StudyForRules, clock: &Clock) -> StudyFacts {
         priority: st.priority.clone(),
         attributes: st.attributes.iter().cloned().collect::<BTreeMap<_, _>>(),
         first_received_at: Some(st.first_received_at),
-        study_time: study_time(st.study_date.as_deref(), st.study_time.as_deref(), &clock.tz),
+        study_time: study_time(
+            st.study_date.as_deref(),
+            st.study_time.as_deref(),
+            &clock.tz,
+        ),
     }
 }
 
 /// Why an alarm's cause cleared, for the audit log and the alarm row.
 fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog::Error> {
     Ok(match alarm.kind.as_str() {
-        "overdue_report" => match alarm.study_uid.as_deref().map(|u| store.study_row(u)).transpose()? {
+        "overdue_report" => match alarm
+            .study_uid
+            .as_deref()
+            .map(|u| store.study_row(u))
+            .transpose()?
+        {
             Some(Some(st)) if st.reported_at.is_some() => format!(
                 "formally reported at {}",
                 st.reported_at.map(|t| t.to_string()).unwrap_or_default()
@@ -495,7 +766,11 @@ pub fn human(d: Duration) -> String {
 }
 
 /// DICOM Study Date + Study Time in the site's zone.
-fn study_time(date: Option<&str>, time: Option<&str>, tz: &jiff::tz::TimeZone) -> Option<Timestamp> {
+fn study_time(
+    date: Option<&str>,
+    time: Option<&str>,
+    tz: &jiff::tz::TimeZone,
+) -> Option<Timestamp> {
     let date = date?.trim();
     let time: String = time.unwrap_or("").trim().chars().take(6).collect();
     crate::ingest::sr::parse_dt(&format!("{date}{time}"), tz)

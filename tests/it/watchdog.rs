@@ -33,6 +33,8 @@ repeat_every = "1h"
 dashboard_url = "http://127.0.0.1:8080/"
 retry_initial = "1s"
 retry_max = "2s"
+# Long past today: the digest goes out at the first evaluation.
+digest_at = "00:00"
 
 [notify.smtp]
 host = "127.0.0.1"
@@ -44,11 +46,18 @@ from = "studywatch@example.org"
 name = "team"
 kind = "email"
 to = ["reporting-team@example.org"]
+digest = false
 
 [[notify.channels]]
 name = "pager"
 kind = "email"
 to = ["pager@example.org"]
+digest = false
+
+[[notify.channels]]
+name = "leads"
+kind = "email"
+to = ["imaging-leads@example.org"]
 "#
     )
 }
@@ -70,7 +79,13 @@ fn send_study(dir: &Path, port: u16, uid: &str, accession: &str) {
     let file = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let out = dcmtk(
         "storescu",
-        &["-aec", AE, "127.0.0.1", &port.to_string(), file.to_str().unwrap()],
+        &[
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &port.to_string(),
+            file.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", show(&out));
 }
@@ -96,7 +111,10 @@ fn alarm_of(config: &Path, uid: &str) -> Option<Value> {
 }
 
 fn to(mails: &[String], who: &str) -> usize {
-    mails.iter().filter(|m| m.contains(&format!("X-RcptTo: {who}"))).count()
+    mails
+        .iter()
+        .filter(|m| m.contains(&format!("X-RcptTo: {who}")))
+        .count()
 }
 
 #[test]
@@ -125,7 +143,10 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
         to(&smtp.mails(), "reporting-team@example.org") == 1
     });
     let mails = smtp.mails();
-    let first = &mails[0];
+    let first = mails
+        .iter()
+        .find(|m| m.contains("X-RcptTo: reporting-team@example.org"))
+        .unwrap();
     assert!(first.contains("ACC-W1"), "{first}");
     assert!(first.contains(PATIENT), "{first}");
     assert!(first.contains("fast lane"), "{first}");
@@ -134,19 +155,45 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
 
     // An acknowledgement by a person is recorded with their name.
     let id = alarm["id"].as_i64().unwrap().to_string();
-    let out = gw.cli(&["ack", &id, "--by", "alice", "--reason", "reporting now", "--for", "1h"]);
+    let out = gw.cli(&[
+        "ack",
+        &id,
+        "--by",
+        "alice",
+        "--reason",
+        "reporting now",
+        "--for",
+        "1h",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     let acked = alarm_of(&gw.config_path, &uid).unwrap();
     assert_eq!(acked["state"], "acknowledged");
     assert_eq!(acked["acknowledged_by"], "alice");
 
     // A preliminary report does not resolve it...
-    let out = gw.cli(&["report", "link", "--accession", "ACC-W1", "--status", "preliminary"]);
+    let out = gw.cli(&[
+        "report",
+        "link",
+        "--accession",
+        "ACC-W1",
+        "--status",
+        "preliminary",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     std::thread::sleep(Duration::from_secs(2));
-    assert_ne!(alarm_of(&gw.config_path, &uid).unwrap()["state"], "resolved");
+    assert_ne!(
+        alarm_of(&gw.config_path, &uid).unwrap()["state"],
+        "resolved"
+    );
     // ...a final one does, and the channel told of it hears so.
-    let out = gw.cli(&["report", "link", "--accession", "ACC-W1", "--status", "final"]);
+    let out = gw.cli(&[
+        "report",
+        "link",
+        "--accession",
+        "ACC-W1",
+        "--status",
+        "final",
+    ]);
     assert!(out.status.success(), "{}", show(&out));
     let resolved = (0..100).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
@@ -161,7 +208,25 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
     wait_for("the resolution email", Duration::from_secs(10), || {
         to(&smtp.mails(), "reporting-team@example.org") == 2
     });
-    assert!(smtp.mails()[1].contains("Resolved"), "{}", smtp.mails()[1]);
+    let mails = smtp.mails();
+    let team: Vec<&String> = mails
+        .iter()
+        .filter(|m| m.contains("X-RcptTo: reporting-team@example.org"))
+        .collect();
+    assert!(team[1].contains("Resolved"), "{}", team[1]);
+    // The leads get the daily digest (once), with the backlog in figures.
+    wait_for("the daily digest", Duration::from_secs(10), || {
+        to(&smtp.mails(), "imaging-leads@example.org") == 1
+    });
+    let digest = smtp
+        .mails()
+        .into_iter()
+        .find(|m| m.contains("X-RcptTo: imaging-leads@example.org"))
+        .unwrap();
+    assert!(
+        digest.contains("Daily digest") && digest.contains("Unreported"),
+        "{digest}"
+    );
 
     let audit = cli(&gw.config_path, &["audit", "--study", &uid, "--json"]);
     let actions: Vec<&str> = audit
@@ -170,8 +235,17 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
         .iter()
         .map(|a| a["action"].as_str().unwrap())
         .collect();
-    for wanted in ["alarm_raised", "alarm_escalated", "notification_sent", "alarm_acknowledged", "alarm_resolved"] {
-        assert!(actions.contains(&wanted), "{wanted} missing from {actions:?}");
+    for wanted in [
+        "alarm_raised",
+        "alarm_escalated",
+        "notification_sent",
+        "alarm_acknowledged",
+        "alarm_resolved",
+    ] {
+        assert!(
+            actions.contains(&wanted),
+            "{wanted} missing from {actions:?}"
+        );
     }
 }
 
@@ -236,6 +310,43 @@ fn a_restart_mid_escalation_neither_repeats_nor_skips_a_step() {
     });
     std::thread::sleep(Duration::from_secs(2));
     let mails = smtp.mails();
-    assert_eq!(to(&mails, "reporting-team@example.org"), 1, "step 1 was sent again");
+    assert_eq!(
+        to(&mails, "reporting-team@example.org"),
+        1,
+        "step 1 was sent again"
+    );
     assert_eq!(to(&mails, "pager@example.org"), 1);
+}
+
+#[test]
+fn a_conflicting_resend_raises_an_integrity_alarm() {
+    let gw = TestGateway::start();
+    let uid = format!("{ROOT}.4.1");
+    send_study(gw.dir.path(), gw.port, &uid, "ACC-I1");
+    // The same SOP Instance UID again, with other content: kept aside.
+    let out = python(
+        "tests/peers/make_study.py",
+        &[
+            gw.dir.path().join("conflict").to_str().unwrap(),
+            "--study-uid",
+            &uid,
+            "--accession",
+            "ACC-I2",
+            "--patient-id",
+            PATIENT,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let _ = dcmtk(
+        "storescu",
+        &["-aec", AE, "127.0.0.1", &gw.port.to_string(), &file],
+    );
+    wait_for("the integrity alarm", Duration::from_secs(15), || {
+        cli(&gw.config_path, &["alarms", "--open", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "integrity" && a["study_uid"] == uid.as_str())
+    });
 }
