@@ -68,6 +68,9 @@ pub async fn serve(
     let catalog = tokio::task::spawn_blocking(move || {
         let mut store = Store::open(&catalog_path, durable)?;
         store.set_link_policy(policy);
+        // The rules may have changed since the last run: every study still
+        // waiting for a report gets its deadline computed again.
+        store.mark_unreported_stale()?;
         Catalog::spawn(store)
     })
     .await?

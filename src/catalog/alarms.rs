@@ -268,6 +268,18 @@ impl Store {
         Ok(rows)
     }
 
+    /// Marks every study still waiting for a report for re-evaluation (at
+    /// start: the rules may have changed). Returns how many.
+    pub fn mark_unreported_stale(&mut self) -> Result<usize, Error> {
+        self.write(|conn| {
+            Ok(cached_exec(
+                conn,
+                "UPDATE studies SET deadline_stale = 1 WHERE reported_at IS NULL AND deadline_stale = 0",
+                [],
+            )?)
+        })
+    }
+
     /// Stores rules' decisions and clears the studies' stale marks.
     pub fn set_deadlines(&mut self, updates: &[DeadlineUpdate]) -> Result<(), Error> {
         self.write(|conn| {
