@@ -177,6 +177,7 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
             if let Some(w) = clock.data_warning(jiff::Timestamp::now()) {
                 eprintln!("warning: watchdog.calendar: {w}");
             }
+            explain_sample(config, &clock);
         }
         Err(e) => problems.push(format!("watchdog.calendar: {e:#}")),
     }
@@ -191,6 +192,46 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
         eprintln!("  {p}");
     }
     Ok(ExitCode::from(EXIT_CONFIG))
+}
+
+/// For the most recent studies of an existing catalog, which rule each
+/// matches and the deadline it gets: a rule that excludes a modality by
+/// mistake shows here before it hides a study.
+fn explain_sample(config: &Config, clock: &crate::watchdog::calendar::Clock) {
+    if !config.catalog.path.exists() {
+        return;
+    }
+    let Ok(store) = open_store(config) else {
+        return;
+    };
+    let Ok(rows) = store.recent_studies(5) else {
+        return;
+    };
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\n# Rules as they apply to the {} most recent studies:",
+        rows.len()
+    );
+    for uid in rows {
+        let Ok(facts) = store.rule_facts(&uid) else {
+            continue;
+        };
+        let facts = crate::watchdog::tick::facts(&facts, clock);
+        let d = crate::watchdog::rules::decide(&config.watchdog.rules, &facts, clock);
+        let what = match (&d.rule, d.no_report_needed) {
+            (Some(r), true) => format!("rule \"{r}\": no report needed"),
+            (r, _) => format!(
+                "{}, due {}{}",
+                r.as_ref()
+                    .map_or("no rule".to_owned(), |r| format!("rule \"{r}\"")),
+                d.deadline.map_or("-".to_owned(), |t| t.to_string()),
+                if d.ceiling { " (28-day ceiling)" } else { "" }
+            ),
+        };
+        println!("#   {uid} [{}]: {what}", facts.modalities.join(","));
+    }
 }
 
 fn open_store(config: &Config) -> anyhow::Result<Store> {

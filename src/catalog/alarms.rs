@@ -218,6 +218,16 @@ impl Store {
         )
     }
 
+    /// The UIDs of the most recently received studies, newest first.
+    pub fn recent_studies(&self, limit: usize) -> Result<Vec<String>, Error> {
+        collect(
+            &self.conn,
+            "SELECT study_uid FROM studies ORDER BY last_received_at DESC LIMIT ?1",
+            [to_i64(limit)],
+            |r| r.get(0),
+        )
+    }
+
     /// What rules see of one study (for `rules explain`).
     pub fn rule_facts(&self, study_uid: &str) -> Result<StudyForRules, Error> {
         self.facts_where("s.study_uid = ?1", &[Value::Text(study_uid.to_owned())])?

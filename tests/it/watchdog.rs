@@ -135,6 +135,21 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
     let alarm = alarm_of(&gw.config_path, &uid).unwrap();
     assert_eq!(alarm["state"], "open");
     assert_eq!(alarm["rule"], "fast lane");
+    // Which rule, and why, as an operator would ask.
+    let out = gw.cli(&["rules", "explain", &uid]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains("\"fast lane\"") && show(&out).contains("MATCHES"),
+        "{}",
+        show(&out)
+    );
+    let out = gw.cli(&["check-config"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        show(&out).contains(&format!("{uid} [CT]: rule \"fast lane\"")),
+        "{}",
+        show(&out)
+    );
     let study = cli(&gw.config_path, &["studies", "--overdue", "--json"]);
     assert_eq!(study[0]["study_uid"], uid.as_str());
     assert_eq!(study[0]["state"], "overdue");
