@@ -365,3 +365,122 @@ fn a_conflicting_resend_raises_an_integrity_alarm() {
             .any(|a| a["kind"] == "integrity" && a["study_uid"] == uid.as_str())
     });
 }
+
+/// The webhook receiver (tests/peers/webhook_server.py): HTTPS with its own
+/// CA, checking the HMAC signature with Python's hmac; stopped on drop.
+struct WebhookPeer {
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl WebhookPeer {
+    fn start(port: u16, dir: &Path, secret: &Path) -> WebhookPeer {
+        let out = dir.join("posts");
+        let child = Command::new("/usr/bin/python3")
+            .arg(repo().join("tests/peers/webhook_server.py"))
+            .args(["--port", &port.to_string()])
+            .arg("--cert-dir")
+            .arg(dir.join("certs"))
+            .arg("--out")
+            .arg(&out)
+            .arg("--secret-file")
+            .arg(secret)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the webhook receiver");
+        wait_for("the webhook receiver", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && dir.join("certs/ca.pem").exists()
+        });
+        WebhookPeer { child, out }
+    }
+
+    fn posts(&self) -> Vec<Value> {
+        let Ok(entries) = std::fs::read_dir(&self.out) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort_by_key(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+        });
+        files
+            .iter()
+            .filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok())
+            .collect()
+    }
+}
+
+impl Drop for WebhookPeer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_alarm_reaches_a_signed_webhook_and_so_does_its_resolution() {
+    let peer_dir = tempfile::tempdir().unwrap();
+    let secret = peer_dir.path().join("webhook.secret");
+    std::fs::write(&secret, "s3cret-shared-with-the-receiver\n").unwrap();
+    let port = free_port();
+    let hook = WebhookPeer::start(port, peer_dir.path(), &secret);
+    let tail = format!(
+        r#"
+[watchdog]
+calendar = ""
+[[watchdog.rules]]
+name = "hooked"
+report_within = "1s"
+escalate = [ {{ after = "0s", notify = ["hook"] }} ]
+[notify]
+retry_initial = "1s"
+[[notify.channels]]
+name = "hook"
+kind = "webhook"
+url = "https://127.0.0.1:{port}/studywatch"
+format = "generic"
+secret_file = "{secret}"
+ca_file = "{ca}"
+"#,
+        secret = secret.display(),
+        ca = peer_dir.path().join("certs/ca.pem").display()
+    );
+    let gw = TestGateway::with(Options {
+        tail,
+        ..Options::default()
+    });
+    let uid = format!("{ROOT}.5.1");
+    send_study(gw.dir.path(), gw.port, &uid, "ACC-H1");
+    wait_for("the webhook", Duration::from_secs(20), || {
+        !hook.posts().is_empty()
+    });
+    let post = hook.posts()[0].clone();
+    assert_eq!(post["signature_ok"], true, "{post:#}");
+    let body: Value = serde_json::from_str(post["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event"], "trigger");
+    assert_eq!(body["alarm_kind"], "overdue_report");
+    assert_eq!(body["fields"]["Accession"], "ACC-H1");
+    assert!(
+        !post["body"].as_str().unwrap().contains("REPORTS"),
+        "{post:#}"
+    );
+
+    let out = gw.cli(&["report", "link", "--study-uid", &uid, "--status", "final"]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for("the resolve webhook", Duration::from_secs(20), || {
+        hook.posts().iter().any(|p| {
+            serde_json::from_str::<Value>(p["body"].as_str().unwrap_or("{}"))
+                .is_ok_and(|b| b["event"] == "resolve")
+        })
+    });
+}
