@@ -249,6 +249,9 @@ pub struct Report {
     pub procedure: Option<String>,
     /// `critical | urgent | significant_unexpected | suspected_cancer`, or null.
     pub alert_category: Option<String>,
+    /// Who on the referrer's side acknowledged the alert, and when.
+    pub alert_acknowledged_by: Option<String>,
+    pub alert_acknowledged_at: Option<String>,
     pub hl7_message_id: Option<i64>,
     pub sop_instance_uid: Option<String>,
     pub recorded_by: Option<String>,
@@ -310,6 +313,8 @@ impl From<&catalog::ReportRow> for Report {
                 .collect(),
             procedure: row.procedure.clone(),
             alert_category: row.alert_category.clone(),
+            alert_acknowledged_by: row.alert_acknowledged_by.clone(),
+            alert_acknowledged_at: opt_time(row.alert_acknowledged_at),
             hl7_message_id: row.message_id,
             sop_instance_uid: row.sop_instance_uid.clone(),
             recorded_by: row.recorded_by.clone(),

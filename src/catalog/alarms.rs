@@ -343,13 +343,42 @@ impl Store {
             "SELECT r.id, r.alert_category, r.received_at, \
              (SELECT l.study_uid FROM report_links l WHERE l.report_id = r.id LIMIT 1) \
              FROM reports r WHERE r.alert_category IS NOT NULL AND r.superseded_by IS NULL \
-             AND r.withdrawn = 0 AND r.received_at <= ?1 \
+             AND r.withdrawn = 0 AND r.alert_acknowledged_at IS NULL AND r.received_at <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'failsafe_unacknowledged' \
                  AND a.subject = 'report:' || r.id) \
              ORDER BY r.received_at LIMIT ?2",
             params![fmt_ts(received_before), to_i64(limit)],
             |r| Ok((r.get(0)?, r.get(1)?, parse_ts(r, 2)?, r.get(3)?)),
         )
+    }
+
+    /// For scheduling: per alert category, the earliest receipt of a report
+    /// whose alert is still unacknowledged and unalarmed; and the earliest
+    /// receipt of a report that counts for no study and has no alarm.
+    pub fn pending_report_times(
+        &self,
+    ) -> Result<(Vec<(String, Timestamp)>, Option<Timestamp>), Error> {
+        let alerts = collect(
+            &self.conn,
+            "SELECT r.alert_category, min(r.received_at) FROM reports r \
+             WHERE r.alert_category IS NOT NULL AND r.superseded_by IS NULL AND r.withdrawn = 0 \
+             AND r.alert_acknowledged_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'failsafe_unacknowledged' \
+                 AND a.subject = 'report:' || r.id) \
+             GROUP BY r.alert_category",
+            [],
+            |r| Ok((r.get(0)?, parse_ts(r, 1)?)),
+        )?;
+        let unmatched: Option<String> = self.conn.query_row(
+            "SELECT min(r.received_at) FROM reports r WHERE r.superseded_by IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM report_links l WHERE l.report_id = r.id \
+                 AND (l.confirmation = 'confirmed' OR (l.probable = 0 AND l.confirmation IS NULL))) \
+             AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'unmatched_report' \
+                 AND a.subject = 'report:' || r.id AND a.state <> 'resolved')",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok((alerts, unmatched.and_then(|t| t.parse().ok())))
     }
 
     /// Current reports that count for no study, received at or before
@@ -502,6 +531,8 @@ impl Store {
                 OR (a.state <> 'resolved' AND a.kind IN ('unmatched_report', 'failsafe_unacknowledged') \
                     AND EXISTS (SELECT 1 FROM reports r WHERE r.id = a.report_id \
                         AND (r.superseded_by IS NOT NULL OR r.withdrawn = 1 \
+                             OR (a.kind = 'failsafe_unacknowledged' \
+                                 AND r.alert_acknowledged_at IS NOT NULL) \
                              OR (a.kind = 'unmatched_report' AND EXISTS ( \
                                  SELECT 1 FROM report_links l WHERE l.report_id = r.id \
                                  AND (l.confirmation = 'confirmed' \
@@ -529,7 +560,8 @@ impl Store {
             .optional()?,
             "failsafe_unacknowledged" => cached_row(
                 &self.conn,
-                "SELECT superseded_by IS NULL AND withdrawn = 0 FROM reports WHERE id = ?1",
+                "SELECT superseded_by IS NULL AND withdrawn = 0 AND alert_acknowledged_at IS NULL \
+                 FROM reports WHERE id = ?1",
                 [alarm.report_id],
                 |r| r.get(0),
             )
@@ -642,6 +674,45 @@ impl Store {
                 &format!("alarm {id} ({}) acknowledged {until_text}: {reason}", alarm.kind),
             )?;
             Ok(Some(alarm))
+        })
+    }
+
+    /// The referrer's side acknowledges a report's fail-safe alert (audited
+    /// under their name). `Ok(false)` when the report has no alert.
+    pub fn acknowledge_alert(
+        &mut self,
+        report_id: i64,
+        by: &str,
+        note: &str,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        self.write(|conn| {
+            let at = fmt_ts(now);
+            let changed = cached_exec(
+                conn,
+                "UPDATE reports SET alert_acknowledged_by = ?2, alert_acknowledged_at = ?3 \
+                 WHERE id = ?1 AND alert_category IS NOT NULL AND alert_acknowledged_at IS NULL",
+                params![report_id, by, at],
+            )?;
+            if changed == 0 {
+                return Ok(false);
+            }
+            let study: Option<String> = cached_row(
+                conn,
+                "SELECT study_uid FROM report_links WHERE report_id = ?1 LIMIT 1",
+                [report_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+            insert_audit(
+                conn,
+                &at,
+                by,
+                "alert_acknowledged",
+                study.as_deref(),
+                &format!("fail-safe alert of report {report_id} acknowledged: {note}"),
+            )?;
+            Ok(true)
         })
     }
 

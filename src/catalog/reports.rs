@@ -325,6 +325,9 @@ pub struct ReportRow {
     pub text: Option<String>,
     pub alert_category: Option<String>,
     pub recorded_by: Option<String>,
+    /// Who on the referrer's side acknowledged the alert, and when.
+    pub alert_acknowledged_by: Option<String>,
+    pub alert_acknowledged_at: Option<Timestamp>,
     pub links: Vec<LinkRow>,
 }
 
@@ -1157,7 +1160,7 @@ fn links_of_report(conn: &Connection, report_id: i64) -> Result<Vec<LinkRow>, Er
 const REPORT_COLUMNS: &str = "id, origin, message_id, sop_instance_uid, received_at, \
     superseded_by, status, withdrawn, reported_at, exam_at, author, accession_number, \
     issuer_of_accession, study_uid, placer_number, filler_number, patient_ids, procedure, text, \
-    alert_category, recorded_by";
+    alert_category, recorded_by, alert_acknowledged_by, alert_acknowledged_at";
 
 fn report_from_row(r: &Row<'_>) -> rusqlite::Result<ReportRow> {
     let origin: String = r.get(1)?;
@@ -1185,6 +1188,8 @@ fn report_from_row(r: &Row<'_>) -> rusqlite::Result<ReportRow> {
         text: r.get(18)?,
         alert_category: r.get(19)?,
         recorded_by: r.get(20)?,
+        alert_acknowledged_by: r.get(21)?,
+        alert_acknowledged_at: parse_opt_ts(r, 22)?,
         links: Vec::new(),
     })
 }

@@ -322,6 +322,10 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_pending ON outbox (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX outbox_by_alarm ON outbox (alarm_id);
 
+-- The referrer's side acknowledging a report's fail-safe alert.
+ALTER TABLE reports ADD COLUMN alert_acknowledged_by TEXT;
+ALTER TABLE reports ADD COLUMN alert_acknowledged_at TEXT;
+
 -- Linking reads a report's study UIDs by report (v2 indexed them by study only).
 CREATE INDEX report_study_uids_by_report ON report_study_uids (report_id);
 "#;

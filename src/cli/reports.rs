@@ -26,6 +26,16 @@ pub enum ReportCommand {
         #[arg(long)]
         by: Option<String>,
     },
+    /// The referrer's side acknowledges a report's fail-safe alert (critical,
+    /// urgent, significant unexpected, suspected cancer).
+    Acknowledge {
+        report: i64,
+        #[arg(long)]
+        by: Option<String>,
+        /// What was done, e.g. "patient recalled, seen in ED".
+        #[arg(long)]
+        note: String,
+    },
     /// Confirm (or reject) a probable link, made by patient ID and date.
     Confirm {
         /// The report's id (see `reports --unmatched`).
@@ -89,6 +99,17 @@ pub fn run(config: &Config, command: ReportCommand) -> anyhow::Result<ExitCode> 
     match command {
         ReportCommand::Link(args) => link(config, args),
         ReportCommand::Import { file, by } => import(config, &file, actor(by)),
+        ReportCommand::Acknowledge { report, by, note } => {
+            let by = actor(by);
+            let mut store = open_store(config)?;
+            if store.acknowledge_alert(report, &by, note.trim(), Timestamp::now())? {
+                println!("fail-safe alert of report {report} acknowledged by {by}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("studywatch: report {report} has no unacknowledged fail-safe alert");
+                Ok(ExitCode::from(EXIT_PROBLEM))
+            }
+        }
         ReportCommand::Confirm {
             report,
             study_uid,

@@ -510,10 +510,18 @@ pub fn evaluate(
         return Ok(Some(now));
     }
     let next = store.next_watchdog_time(now)?;
+    // Reports whose fail-safe window or unmatched threshold ends later.
+    let (alerts, unmatched) = store.pending_report_times()?;
+    let report_due = alerts
+        .iter()
+        .filter_map(|(category, received)| s.failsafe.window(category).map(|w| add(*received, w)))
+        .chain(unmatched.map(|t| add(t, s.unmatched_report_after)))
+        .filter(|t| *t > now)
+        .min();
     // Free space and the feed are looked at again within a minute.
     let soon = add(now, Duration::from_secs(60));
     let periodic = (s.storage_free.is_some() || s.feed_silent_after.is_some()).then_some(soon);
-    Ok([next, Some(next_digest), periodic]
+    Ok([next, Some(next_digest), periodic, report_due]
         .into_iter()
         .flatten()
         .min())

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -763,4 +764,108 @@ fn a_message_acknowledged_survives_kill_9() {
             "acknowledged report {acc} is missing after kill -9"
         );
     }
+}
+
+#[test]
+fn a_critical_alert_not_acknowledged_in_time_raises_a_failsafe_alarm() {
+    let gw = TestGateway::with(Options {
+        tail: "[watchdog]\ncalendar = \"\"\n[watchdog.failsafe]\ncritical = \"2s\"\n".into(),
+        ..Options::default()
+    });
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[
+            fixture(
+                "oru-critical-flag.hl7",
+                &subs("FS1", "", "ACC-FS1", "P1", "F1"),
+            ),
+            fixture(
+                "oru-critical-flag.hl7",
+                &subs("FS2", "", "ACC-FS2", "P2", "F2"),
+            ),
+        ],
+    );
+    assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
+    let reports = cli_json(&gw, &["reports", "--json"]);
+    let id_of = |acc: &str| {
+        reports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["accession_number"] == acc)
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap()
+            .to_string()
+    };
+    // The referrer's side acknowledges the first alert in time.
+    let out = gw.cli(&[
+        "report",
+        "acknowledge",
+        &id_of("ACC-FS1"),
+        "--by",
+        "dr.osei",
+        "--note",
+        "patient recalled",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for("the fail-safe alarm", Duration::from_secs(15), || {
+        cli_json(&gw, &["alarms", "--open", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "failsafe_unacknowledged")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let alarms = cli_json(&gw, &["alarms", "--json"]);
+    let failsafe: Vec<&Value> = alarms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "failsafe_unacknowledged")
+        .collect();
+    assert_eq!(failsafe.len(), 1, "{alarms:#}");
+    assert_eq!(failsafe[0]["report_id"].to_string(), id_of("ACC-FS2"));
+    let acked = cli_json(&gw, &["reports", "--json"]);
+    let first = acked
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["accession_number"] == "ACC-FS1")
+        .unwrap();
+    assert_eq!(first["alert_acknowledged_by"], "dr.osei");
+}
+
+#[test]
+fn a_report_that_links_to_nothing_alarms_until_its_study_arrives() {
+    let gw = TestGateway::with(Options {
+        tail: "[watchdog]\ncalendar = \"\"\nunmatched_report_after = \"1s\"\n".into(),
+        ..Options::default()
+    });
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[fixture(
+            "oru-accession.hl7",
+            &subs("UM1", "", "ACC-UM1", "P", "F"),
+        )],
+    );
+    assert_eq!(acks[0].code, "AA");
+    let unmatched_alarm = |state: &str| {
+        cli_json(&gw, &["alarms", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "unmatched_report" && a["state"] == state)
+    };
+    wait_for(
+        "the unmatched-report alarm",
+        Duration::from_secs(15),
+        || unmatched_alarm("open"),
+    );
+    send_study(&gw, &format!("{ROOT}.6.1"), "ACC-UM1", PATIENT);
+    wait_for("the alarm to resolve", Duration::from_secs(15), || {
+        unmatched_alarm("resolved")
+    });
 }
