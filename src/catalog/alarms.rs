@@ -119,6 +119,14 @@ pub struct OutboxRow {
     pub sent_at: Option<Timestamp>,
 }
 
+/// `(report id, alert category, received at, first linked study)`.
+pub type FailsafeCandidate = (i64, String, Timestamp, Option<String>);
+/// Per alert category the earliest pending receipt, and the earliest
+/// unmatched report's receipt.
+pub type PendingReportTimes = (Vec<(String, Timestamp)>, Option<Timestamp>);
+/// `(conflict id, study UID, SOP Instance UID, at)`.
+pub type ConflictToAlarm = (i64, Option<String>, String, Timestamp);
+
 /// Which alarms [`Store::alarms`] lists.
 #[derive(Clone, Debug, Default)]
 pub struct AlarmFilter {
@@ -337,7 +345,7 @@ impl Store {
         &self,
         received_before: Timestamp,
         limit: usize,
-    ) -> Result<Vec<(i64, String, Timestamp, Option<String>)>, Error> {
+    ) -> Result<Vec<FailsafeCandidate>, Error> {
         collect(
             &self.conn,
             "SELECT r.id, r.alert_category, r.received_at, \
@@ -357,7 +365,7 @@ impl Store {
     /// receipt of a report that counts for no study and has no alarm.
     pub fn pending_report_times(
         &self,
-    ) -> Result<(Vec<(String, Timestamp)>, Option<Timestamp>), Error> {
+    ) -> Result<PendingReportTimes, Error> {
         let alerts = collect(
             &self.conn,
             "SELECT r.alert_category, min(r.received_at) FROM reports r \
@@ -408,7 +416,7 @@ impl Store {
     pub fn conflicts_unalarmed(
         &self,
         limit: usize,
-    ) -> Result<Vec<(i64, Option<String>, String, Timestamp)>, Error> {
+    ) -> Result<Vec<ConflictToAlarm>, Error> {
         collect(
             &self.conn,
             "SELECT c.id, c.study_uid, c.sop_instance_uid, c.at FROM integrity_conflicts c \
