@@ -327,11 +327,10 @@ impl Store {
     ) -> Result<Vec<(String, Timestamp, Option<String>)>, Error> {
         collect(
             &self.conn,
+            // The conditions of the partial index studies_due.
             "SELECT s.study_uid, s.deadline, s.rule FROM studies s \
-             WHERE s.reported_at IS NULL AND s.no_report_needed = 0 AND s.deadline <= ?1 \
-             AND s.deadline_stale = 0 \
-             AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'overdue_report' \
-                 AND a.subject = s.study_uid AND a.state <> 'resolved') \
+             WHERE s.reported_at IS NULL AND s.no_report_needed = 0 AND s.alarmed = 0 \
+             AND s.deadline <= ?1 AND s.deadline_stale = 0 \
              ORDER BY s.deadline LIMIT ?2",
             params![fmt_ts(now), to_i64(limit)],
             |r| Ok((r.get(0)?, parse_ts(r, 1)?, r.get(2)?)),
@@ -378,9 +377,8 @@ impl Store {
             |r| Ok((r.get(0)?, parse_ts(r, 1)?)),
         )?;
         let unmatched: Option<String> = self.conn.query_row(
-            "SELECT min(r.received_at) FROM reports r WHERE r.superseded_by IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM report_links l WHERE l.report_id = r.id \
-                 AND (l.confirmation = 'confirmed' OR (l.probable = 0 AND l.confirmation IS NULL))) \
+            "SELECT min(r.received_at) FROM reports r WHERE r.linked = 0 \
+             AND r.superseded_by IS NULL \
              AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'unmatched_report' \
                  AND a.subject = 'report:' || r.id AND a.state <> 'resolved')",
             [],
@@ -399,9 +397,7 @@ impl Store {
         collect(
             &self.conn,
             "SELECT r.id, r.received_at, r.accession_number FROM reports r \
-             WHERE r.superseded_by IS NULL AND r.received_at <= ?1 \
-             AND NOT EXISTS (SELECT 1 FROM report_links l WHERE l.report_id = r.id \
-                 AND (l.confirmation = 'confirmed' OR (l.probable = 0 AND l.confirmation IS NULL))) \
+             WHERE r.linked = 0 AND r.superseded_by IS NULL AND r.received_at <= ?1 \
              AND NOT EXISTS (SELECT 1 FROM alarms a WHERE a.kind = 'unmatched_report' \
                  AND a.subject = 'report:' || r.id AND a.state <> 'resolved') \
              ORDER BY r.received_at LIMIT ?2",
@@ -513,6 +509,13 @@ impl Store {
                 return Ok(None);
             }
             let id = conn.last_insert_rowid();
+            if a.kind == "overdue_report" {
+                cached_exec(
+                    conn,
+                    "UPDATE studies SET alarmed = 1 WHERE study_uid = ?1",
+                    [&a.subject],
+                )?;
+            }
             insert_audit(
                 conn,
                 &at,
@@ -529,30 +532,27 @@ impl Store {
     /// due, acknowledged ones whose acknowledgement has ended, and every live
     /// one whose cause may have cleared (`kinds_to_check`).
     pub fn alarms_to_advance(&self, now: Timestamp, limit: usize) -> Result<Vec<AlarmRow>, Error> {
-        let sql = format!(
-            "SELECT {ALARM_COLUMNS} FROM alarms a LEFT JOIN studies s ON s.study_uid = a.study_uid \
-             WHERE (a.state = 'open' AND a.next_action_at <= ?1) \
-                OR (a.state = 'acknowledged' AND a.acknowledged_until <= ?1) \
-                OR (a.state <> 'resolved' AND a.kind = 'overdue_report' \
-                    AND (s.reported_at IS NOT NULL OR s.no_report_needed = 1 \
-                         OR s.deadline IS NULL OR s.deadline > ?1)) \
-                OR (a.state <> 'resolved' AND a.kind IN ('unmatched_report', 'failsafe_unacknowledged') \
-                    AND EXISTS (SELECT 1 FROM reports r WHERE r.id = a.report_id \
-                        AND (r.superseded_by IS NOT NULL OR r.withdrawn = 1 \
-                             OR (a.kind = 'failsafe_unacknowledged' \
-                                 AND r.alert_acknowledged_at IS NOT NULL) \
-                             OR (a.kind = 'unmatched_report' AND EXISTS ( \
-                                 SELECT 1 FROM report_links l WHERE l.report_id = r.id \
-                                 AND (l.confirmation = 'confirmed' \
-                                      OR (l.probable = 0 AND l.confirmation IS NULL))))))) \
-             ORDER BY a.id LIMIT ?2"
-        );
-        collect(
-            &self.conn,
-            &sql,
-            params![fmt_ts(now), to_i64(limit)],
-            alarm_from_row,
-        )
+        // Three indexed reads rather than one OR over every live alarm.
+        let at = fmt_ts(now);
+        let mut out: Vec<AlarmRow> = Vec::new();
+        for condition in [
+            "a.state = 'open' AND a.next_action_at <= ?1",
+            "a.state = 'acknowledged' AND a.acknowledged_until <= ?1",
+            "a.recheck = 1 AND ?1 IS NOT NULL",
+        ] {
+            let sql = format!(
+                "SELECT {ALARM_COLUMNS} FROM alarms a LEFT JOIN studies s ON s.study_uid = a.study_uid \
+                 WHERE {condition} ORDER BY a.id LIMIT ?2"
+            );
+            for row in collect(&self.conn, &sql, params![at, to_i64(limit)], alarm_from_row)? {
+                if !out.iter().any(|a| a.id == row.id) {
+                    out.push(row);
+                }
+            }
+        }
+        out.sort_by_key(|a| a.id);
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Whether an alarm's cause remains, as the catalog sees it now.
@@ -576,9 +576,7 @@ impl Store {
             .optional()?,
             "unmatched_report" => cached_row(
                 &self.conn,
-                "SELECT r.superseded_by IS NULL AND NOT EXISTS (SELECT 1 FROM report_links l \
-                 WHERE l.report_id = r.id AND (l.confirmation = 'confirmed' \
-                 OR (l.probable = 0 AND l.confirmation IS NULL))) FROM reports r WHERE r.id = ?1",
+                "SELECT superseded_by IS NULL AND linked = 0 FROM reports WHERE id = ?1",
                 [alarm.report_id],
                 |r| r.get(0),
             )
@@ -594,17 +592,24 @@ impl Store {
     pub fn update_alarm(&mut self, u: &AlarmUpdate, now: Timestamp) -> Result<(), Error> {
         self.write(|conn| {
             let at = fmt_ts(now);
-            let study: Option<String> = cached_row(
+            let (study, kind, subject): (Option<String>, String, String) = cached_row(
                 conn,
-                "SELECT study_uid FROM alarms WHERE id = ?1",
+                "SELECT study_uid, kind, subject FROM alarms WHERE id = ?1",
                 [u.id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             let resolving = u.state == "resolved";
+            if resolving && kind == "overdue_report" {
+                cached_exec(
+                    conn,
+                    "UPDATE studies SET alarmed = 0 WHERE study_uid = ?1",
+                    [&subject],
+                )?;
+            }
             cached_exec(
                 conn,
                 "UPDATE alarms SET state = ?2, next_step = ?3, next_action_at = ?4, \
-                 acknowledged_until = ?5, \
+                 acknowledged_until = ?5, recheck = 0, \
                  resolved_at = CASE WHEN ?6 THEN ?7 ELSE resolved_at END, \
                  resolved_reason = coalesce(?8, resolved_reason) WHERE id = ?1",
                 params![
@@ -631,6 +636,14 @@ impl Store {
                     detail,
                 )?;
             }
+            Ok(())
+        })
+    }
+
+    /// Clears an alarm's recheck mark when looking at it changed nothing.
+    pub fn alarm_checked(&mut self, id: i64) -> Result<(), Error> {
+        self.write(|conn| {
+            cached_exec(conn, "UPDATE alarms SET recheck = 0 WHERE id = ?1 AND recheck = 1", [id])?;
             Ok(())
         })
     }
@@ -765,7 +778,8 @@ impl Store {
         let next: Option<String> = self.conn.query_row(
             "SELECT min(t) FROM ( \
                SELECT min(deadline) AS t FROM studies \
-                 WHERE reported_at IS NULL AND no_report_needed = 0 AND deadline > ?1 \
+                 WHERE reported_at IS NULL AND no_report_needed = 0 AND alarmed = 0 \
+                 AND deadline > ?1 \
                UNION ALL SELECT min(next_action_at) FROM alarms WHERE state = 'open' \
                UNION ALL SELECT min(acknowledged_until) FROM alarms WHERE state = 'acknowledged')",
             [fmt_ts(now)],

@@ -518,10 +518,7 @@ impl Store {
     /// Oldest first.
     pub fn unmatched_reports(&self, limit: Option<usize>) -> Result<Vec<ReportRow>, Error> {
         let sql = format!(
-            "SELECT {REPORT_COLUMNS} FROM reports r WHERE superseded_by IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM report_links l WHERE l.report_id = r.id \
-                 AND (l.confirmation = 'confirmed' \
-                      OR (l.probable = 0 AND l.confirmation IS NULL))) \
+            "SELECT {REPORT_COLUMNS} FROM reports r WHERE linked = 0 AND superseded_by IS NULL \
              ORDER BY received_at, id LIMIT ?1"
         );
         let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
@@ -554,6 +551,13 @@ impl Store {
             )?;
             if changed == 0 {
                 return Ok(false);
+            }
+            if confirm {
+                cached_exec(
+                    conn,
+                    "UPDATE reports SET linked = 1 WHERE id = ?1 AND linked = 0",
+                    [report_id],
+                )?;
             }
             insert_audit(
                 conn,
@@ -989,6 +993,13 @@ fn insert_link(
     )?;
     if inserted == 0 {
         return Ok(None);
+    }
+    if !probable {
+        cached_exec(
+            conn,
+            "UPDATE reports SET linked = 1 WHERE id = ?1 AND linked = 0",
+            [report_id],
+        )?;
     }
     let detail = if probable {
         format!(

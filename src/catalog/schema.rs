@@ -248,8 +248,11 @@ ALTER TABLE studies ADD COLUMN no_report_needed INTEGER NOT NULL DEFAULT 0
 ALTER TABLE studies ADD COLUMN deadline_stale INTEGER NOT NULL DEFAULT 1
     CHECK (deadline_stale IN (0, 1));
 CREATE INDEX studies_stale ON studies (study_uid) WHERE deadline_stale = 1;
-CREATE INDEX studies_unreported_by_deadline ON studies (deadline)
-    WHERE reported_at IS NULL AND no_report_needed = 0;
+-- Set while the study has a live overdue_report alarm, so that finding the
+-- studies that fall due reads only those that have not alarmed yet.
+ALTER TABLE studies ADD COLUMN alarmed INTEGER NOT NULL DEFAULT 0 CHECK (alarmed IN (0, 1));
+CREATE INDEX studies_due ON studies (deadline)
+    WHERE reported_at IS NULL AND no_report_needed = 0 AND alarmed = 0;
 CREATE TRIGGER studies_stale_on_change
 AFTER UPDATE OF modalities, accession_number, study_date, study_time, source ON studies
 WHEN NEW.deadline_stale = 0 AND (OLD.modalities IS NOT NEW.modalities
@@ -295,9 +298,15 @@ CREATE TABLE alarms (
     acknowledged_until  TEXT,
     ack_reason          TEXT,
     resolved_at         TEXT,
-    resolved_reason     TEXT
+    resolved_reason     TEXT,
+    recheck             INTEGER NOT NULL DEFAULT 0 CHECK (recheck IN (0, 1))
 ) STRICT;
 CREATE UNIQUE INDEX alarms_one_live ON alarms (kind, subject) WHERE state <> 'resolved';
+CREATE INDEX alarms_by_report ON alarms (report_id);
+-- Set when what an alarm depends on changes (its study reported, its report
+-- linked, replaced, withdrawn or acknowledged): the watchdog looks at exactly
+-- these instead of re-checking every live alarm.
+CREATE INDEX alarms_recheck ON alarms (id) WHERE recheck = 1;
 CREATE INDEX alarms_next_action ON alarms (next_action_at) WHERE state = 'open';
 CREATE INDEX alarms_ack_until ON alarms (acknowledged_until) WHERE state = 'acknowledged';
 CREATE INDEX alarms_by_study ON alarms (study_uid);
@@ -325,6 +334,28 @@ CREATE INDEX outbox_by_alarm ON outbox (alarm_id);
 -- The referrer's side acknowledging a report's fail-safe alert.
 ALTER TABLE reports ADD COLUMN alert_acknowledged_by TEXT;
 ALTER TABLE reports ADD COLUMN alert_acknowledged_at TEXT;
+-- Set once a link counts (not probable, or confirmed): unmatched reports
+-- are then found through a small partial index.
+ALTER TABLE reports ADD COLUMN linked INTEGER NOT NULL DEFAULT 0 CHECK (linked IN (0, 1));
+UPDATE reports SET linked = 1 WHERE EXISTS (SELECT 1 FROM report_links l
+    WHERE l.report_id = reports.id
+    AND (l.confirmation = 'confirmed' OR (l.probable = 0 AND l.confirmation IS NULL)));
+CREATE INDEX reports_unlinked ON reports (received_at) WHERE linked = 0 AND superseded_by IS NULL;
+CREATE INDEX reports_alert_pending ON reports (received_at)
+    WHERE alert_category IS NOT NULL AND alert_acknowledged_at IS NULL
+      AND superseded_by IS NULL AND withdrawn = 0;
+
+CREATE TRIGGER alarms_recheck_on_study
+AFTER UPDATE OF reported_at, no_report_needed, deadline ON studies
+BEGIN
+    UPDATE alarms SET recheck = 1
+    WHERE kind = 'overdue_report' AND subject = NEW.study_uid AND state <> 'resolved';
+END;
+CREATE TRIGGER alarms_recheck_on_report
+AFTER UPDATE OF superseded_by, withdrawn, linked, alert_acknowledged_at ON reports
+BEGIN
+    UPDATE alarms SET recheck = 1 WHERE report_id = NEW.id AND state <> 'resolved';
+END;
 
 -- Linking reads a report's study UIDs by report (v2 indexed them by study only).
 CREATE INDEX report_study_uids_by_report ON report_study_uids (report_id);

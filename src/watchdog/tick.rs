@@ -503,6 +503,8 @@ pub fn evaluate(
         }
         if !update.audit.is_empty() || update.state != alarm.state {
             store.update_alarm(&update, now)?;
+        } else {
+            store.alarm_checked(alarm.id)?;
         }
     }
 
