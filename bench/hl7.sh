@@ -53,17 +53,9 @@ TARGET_P99_MS=20
 
 SERVERS=()   # process-group ids of servers we started
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+source "$ROOT/bench/lib.sh"
 
-cleanup() {
-    local p
-    for p in "${SERVERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-    for p in "${SERVERS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$p" 2>/dev/null || true
-    done
-}
+cleanup() { stop_servers 50; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -72,9 +64,6 @@ trap 'exit 143' TERM
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "BENCH_HL7_CONNECTIONS must be a positive integer, not '$CONNECTIONS'"
 "$PYTHON" -c 'import json, socket' 2>/dev/null || die "$PYTHON does not run"
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wait_port PORT PID LOGFILE: until PORT on 127.0.0.1 accepts a connection.
 wait_port() {
@@ -246,9 +235,7 @@ if (( ${#ODD[@]} )); then
 fi
 
 if [[ ${BENCH_DOCS:-1} != 0 ]]; then
-    CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-    MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-    DISK=$(df -hT /work | awk 'NR == 2 { printf "%s (%s, %s, %s free)", $1, $2, $3, $5 }')
+    machine_facts
     DEV=$(basename "$(df /work | awk 'NR == 2 { print $1 }')")
     ROT=$(cat "/sys/block/$DEV/queue/rotational" 2>/dev/null || echo "?")
     RUSTC_V=$(rustc --version 2>/dev/null | awk '{ print $2 }')

@@ -48,17 +48,12 @@ ECHOSCU=/usr/bin/echoscu
 SERVERS=()   # process-group ids of receivers we started
 SENDERS=()   # pids of senders still running
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+source "$ROOT/bench/lib.sh"
 
 cleanup() {
     local p
     for p in "${SENDERS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${SERVERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-    for p in "${SERVERS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$p" 2>/dev/null || true
-    done
+    stop_servers 50
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -70,9 +65,6 @@ done
 "$PYTHON" -c 'import pydicom, numpy' 2>/dev/null \
     || die "$PYTHON lacks pydicom/numpy (pip install pydicom numpy)"
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # fresh_dir RUN: an empty work directory for one run, with the disk settled.
 fresh_dir() {
@@ -390,9 +382,7 @@ fi
 
 if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     mkdir -p "$ROOT/docs"
-    CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-    MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-    DISK=$(df -hT /work | awk 'NR == 2 { printf "%s (%s, %s, %s free)", $1, $2, $3, $5 }')
+    machine_facts
     DEV=$(basename "$(df /work | awk 'NR == 2 { print $1 }')")
     ROT=$(cat "/sys/block/$DEV/queue/rotational" 2>/dev/null || echo "?")
     DCMTK_V=$("$STORESCU" --version 2>&1 | awk 'NR == 1 { sub(/^v/, "", $3); print $3 }')

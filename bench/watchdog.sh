@@ -93,17 +93,9 @@ TARGET_ALARM_MS=1000
 SERVERS=()   # process-group ids of servers we started
 T_START=$EPOCHREALTIME
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
+source "$ROOT/bench/lib.sh"
 
-cleanup() {
-    local p
-    for p in "${SERVERS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
-    for p in "${SERVERS[@]}"; do
-        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$p" 2>/dev/null || true
-    done
-}
+cleanup() { stop_servers 100; }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -122,9 +114,6 @@ done
 
 elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }'; }
 
-free_port() {
-    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # cpu_ticks PID: utime + stime of the whole process, in clock ticks.
 cpu_ticks() {
@@ -406,9 +395,7 @@ fi
 
 if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     mkdir -p "$ROOT/docs"
-    CPU=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-    MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
-    DISK=$(df -hT /work | awk 'NR == 2 { printf "%s (%s, %s, %s free)", $1, $2, $3, $5 }')
+    machine_facts
     SQLITE_V=$(cd "$ROOT" && awk '/^name = "libsqlite3-sys"/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
     REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
     if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
