@@ -303,6 +303,8 @@ CREATE TABLE alarms (
 ) STRICT;
 CREATE UNIQUE INDEX alarms_one_live ON alarms (kind, subject) WHERE state <> 'resolved';
 CREATE INDEX alarms_by_report ON alarms (report_id);
+-- "Has this ever alarmed?" (any state), per kind and subject.
+CREATE INDEX alarms_by_kind_subject ON alarms (kind, subject);
 -- Set when what an alarm depends on changes (its study reported, its report
 -- linked, replaced, withdrawn or acknowledged): the watchdog looks at exactly
 -- these instead of re-checking every live alarm.

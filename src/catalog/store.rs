@@ -70,6 +70,14 @@ impl Store {
         }
         conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", true)?;
+        // Plans never depend on bound values. Otherwise SQLite marks statements
+        // such as `col = ?` as value-dependent, and the statement cache's
+        // clear_bindings then expires them: every cached statement would be
+        // prepared again on every use.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn,
