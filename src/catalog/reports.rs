@@ -638,8 +638,7 @@ pub(super) fn insert_report(
     // The studies the superseded reports counted for must be looked at again.
     let mut affected: Vec<String> = Vec::new();
     if let Some(key) = &key {
-        // Plain joins and equalities only: DISTINCT, OR and `<> ?` here made
-        // SQLite re-prepare these statements on every execution.
+        // Two indexed lookups: the request's current reports, then their links.
         let earlier: Vec<i64> = collect(
             conn,
             "SELECT id FROM reports WHERE request_key = ?1 AND superseded_by IS NULL",
@@ -853,8 +852,7 @@ fn link_report(
         }
     }
     if let Some(acc) = &keys.accession {
-        // The issuer is compared here rather than with `?2 IS NULL OR ...` in
-        // SQL, which makes SQLite re-prepare the statement on every binding.
+        // The issuer is compared here: when either side has none, any matches.
         let issuer = keys.issuer.as_deref();
         for c in collect(
             conn,
