@@ -117,6 +117,25 @@ fn to(mails: &[String], who: &str) -> usize {
         .count()
 }
 
+/// Distinct notifications (by Message-ID, which every delivery attempt of
+/// one outbox row shares) sent to `who`. A kill between the relay accepting
+/// a mail and the outbox recording it makes at-least-once delivery send that
+/// same notification again; a step sent twice would be two notifications.
+fn notifications_to(mails: &[String], who: &str) -> usize {
+    let mut ids: Vec<String> = mails
+        .iter()
+        .filter(|m| m.contains(&format!("X-RcptTo: {who}")))
+        .filter_map(|m| {
+            m.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .map(|l| l.trim().to_owned())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids.len()
+}
+
 #[test]
 fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
     let smtp_port = free_port();
@@ -310,7 +329,7 @@ fn a_restart_mid_escalation_neither_repeats_nor_skips_a_step() {
     let sent_at = std::time::Instant::now();
     send_study(dir.path(), port, &uid, "ACC-W3");
     wait_for("the first step's email", Duration::from_secs(15), || {
-        to(&smtp.mails(), "reporting-team@example.org") == 1
+        to(&smtp.mails(), "reporting-team@example.org") >= 1
     });
     gw.kill9();
     // Down while the second step (deadline + 6 s) falls due.
@@ -321,16 +340,16 @@ fn a_restart_mid_escalation_neither_repeats_nor_skips_a_step() {
     assert_eq!(to(&smtp.mails(), "pager@example.org"), 0);
     let _gw = GatewayProcess::start(&config, port, &[]);
     wait_for("the missed step's email", Duration::from_secs(15), || {
-        to(&smtp.mails(), "pager@example.org") == 1
+        to(&smtp.mails(), "pager@example.org") >= 1
     });
     std::thread::sleep(Duration::from_secs(2));
     let mails = smtp.mails();
     assert_eq!(
-        to(&mails, "reporting-team@example.org"),
+        notifications_to(&mails, "reporting-team@example.org"),
         1,
         "step 1 was sent again"
     );
-    assert_eq!(to(&mails, "pager@example.org"), 1);
+    assert_eq!(notifications_to(&mails, "pager@example.org"), 1);
 }
 
 #[test]
