@@ -362,9 +362,7 @@ impl Store {
     /// For scheduling: per alert category, the earliest receipt of a report
     /// whose alert is still unacknowledged and unalarmed; and the earliest
     /// receipt of a report that counts for no study and has no alarm.
-    pub fn pending_report_times(
-        &self,
-    ) -> Result<PendingReportTimes, Error> {
+    pub fn pending_report_times(&self) -> Result<PendingReportTimes, Error> {
         let alerts = collect(
             &self.conn,
             "SELECT r.alert_category, min(r.received_at) FROM reports r \
@@ -409,10 +407,7 @@ impl Store {
     /// Integrity conflicts (different content under a stored SOP Instance
     /// UID) that have never had an alarm: `(conflict id, study UID, SOP
     /// Instance UID, at)`.
-    pub fn conflicts_unalarmed(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<ConflictToAlarm>, Error> {
+    pub fn conflicts_unalarmed(&self, limit: usize) -> Result<Vec<ConflictToAlarm>, Error> {
         collect(
             &self.conn,
             "SELECT c.id, c.study_uid, c.sop_instance_uid, c.at FROM integrity_conflicts c \
@@ -643,7 +638,11 @@ impl Store {
     /// Clears an alarm's recheck mark when looking at it changed nothing.
     pub fn alarm_checked(&mut self, id: i64) -> Result<(), Error> {
         self.write(|conn| {
-            cached_exec(conn, "UPDATE alarms SET recheck = 0 WHERE id = ?1 AND recheck = 1", [id])?;
+            cached_exec(
+                conn,
+                "UPDATE alarms SET recheck = 0 WHERE id = ?1 AND recheck = 1",
+                [id],
+            )?;
             Ok(())
         })
     }

@@ -30,7 +30,11 @@ fn check_config_prints_the_effective_config_and_exits_78_on_errors() {
     let check = |file: &str| {
         std::process::Command::new(bin())
             .current_dir(repo())
-            .args(["--config", repo().join(file).to_str().unwrap(), "check-config"])
+            .args([
+                "--config",
+                repo().join(file).to_str().unwrap(),
+                "check-config",
+            ])
             .output()
             .unwrap()
     };
@@ -42,7 +46,11 @@ fn check_config_prints_the_effective_config_and_exits_78_on_errors() {
     let out = check("conf/examples/production.toml");
     assert_eq!(out.status.code(), Some(78), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
-    for missing in ["calendars/england-and-wales.toml", "smtp.password", "pagerduty.key"] {
+    for missing in [
+        "calendars/england-and-wales.toml",
+        "smtp.password",
+        "pagerduty.key",
+    ] {
         assert!(err.contains(missing), "{missing} not named: {err}");
     }
     assert!(!err.contains("is not valid"), "{err}");
