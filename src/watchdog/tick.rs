@@ -94,7 +94,7 @@ impl Settings {
     /// The escalation of an alarm: its rule's, or for alarms no rule raises
     /// (and overdue studies that no rule matched), one step to
     /// `alarm_notify` repeated daily.
-    fn plan(&self, alarm: &AlarmRow) -> (Vec<Step>, Option<Duration>) {
+    fn plan(&self, kind: &str, rule: Option<&str>) -> (Vec<Step>, Option<Duration>) {
         let system = || {
             let steps = if self.alarm_notify.is_empty() {
                 vec![]
@@ -106,17 +106,11 @@ impl Settings {
             };
             (steps, Some(SYSTEM_REPEAT))
         };
-        match alarm.kind.as_str() {
-            "overdue_report" => {
-                match alarm
-                    .rule
-                    .as_deref()
-                    .and_then(|n| self.rules.iter().find(|r| r.name == n))
-                {
-                    Some(r) if !r.escalate.is_empty() => (r.escalate.clone(), r.repeat_every),
-                    _ => system(),
-                }
-            }
+        match kind {
+            "overdue_report" => match rule.and_then(|n| self.rules.iter().find(|r| r.name == n)) {
+                Some(r) if !r.escalate.is_empty() => (r.escalate.clone(), r.repeat_every),
+                _ => system(),
+            },
             "failsafe_unacknowledged" => {
                 let steps = if self.failsafe.notify.is_empty() {
                     vec![]
@@ -200,21 +194,14 @@ pub fn evaluate(
     let overdue = store.overdue_unalarmed(now, BATCH)?;
     more |= overdue.len() == BATCH;
     for (uid, deadline, rule) in overdue {
-        let probe = AlarmRow::probe("overdue_report", rule.clone());
-        let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(
-            deadline,
-            Plan {
-                steps: &steps,
-                repeat_every: repeat,
-            },
-        );
         let detail = match &rule {
             Some(r) => format!("no formal report by its deadline {deadline} (rule {r})"),
             None => format!("no formal report by {deadline} (the 28-day ceiling; no rule matched)"),
         };
-        store.raise_alarm(
-            &NewAlarm {
+        raise(
+            store,
+            s,
+            NewAlarm {
                 kind: "overdue_report".into(),
                 subject: uid.clone(),
                 study_uid: Some(uid),
@@ -222,7 +209,7 @@ pub fn evaluate(
                 rule,
                 due_at: deadline,
                 detail,
-                next_action_at: fresh.next_action_at,
+                next_action_at: None,
             },
             now,
         )?;
@@ -246,17 +233,10 @@ pub fn evaluate(
         if due > now {
             continue;
         }
-        let probe = AlarmRow::probe("failsafe_unacknowledged", None);
-        let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(
-            due,
-            Plan {
-                steps: &steps,
-                repeat_every: repeat,
-            },
-        );
-        store.raise_alarm(
-            &NewAlarm {
+        raise(
+            store,
+            s,
+            NewAlarm {
                 kind: "failsafe_unacknowledged".into(),
                 subject: format!("report:{report_id}"),
                 study_uid: study,
@@ -267,7 +247,7 @@ pub fn evaluate(
                     "report {report_id} carries a {category} alert not acknowledged within {}",
                     crate::config::format_duration(window)
                 ),
-                next_action_at: fresh.next_action_at,
+                next_action_at: None,
             },
             now,
         )?;
@@ -276,17 +256,10 @@ pub fn evaluate(
         store.unmatched_unalarmed(sub(now, s.unmatched_report_after), BATCH)?
     {
         let due = add(received_at, s.unmatched_report_after);
-        let probe = AlarmRow::probe("unmatched_report", None);
-        let (steps, repeat) = s.plan(&probe);
-        let fresh = engine::raise(
-            due,
-            Plan {
-                steps: &steps,
-                repeat_every: repeat,
-            },
-        );
-        store.raise_alarm(
-            &NewAlarm {
+        raise(
+            store,
+            s,
+            NewAlarm {
                 kind: "unmatched_report".into(),
                 subject: format!("report:{report_id}"),
                 study_uid: None,
@@ -297,7 +270,7 @@ pub fn evaluate(
                     "report {report_id} (accession {}) links to no study",
                     accession.as_deref().unwrap_or("-")
                 ),
-                next_action_at: fresh.next_action_at,
+                next_action_at: None,
             },
             now,
         )?;
@@ -310,17 +283,10 @@ pub fn evaluate(
                 .max(s.started_at);
             let quiet = s.clock.working_time_between(since, now);
             if quiet >= limit {
-                let probe = AlarmRow::probe("feed_silent", None);
-                let (steps, repeat) = s.plan(&probe);
-                let fresh = engine::raise(
-                    now,
-                    Plan {
-                        steps: &steps,
-                        repeat_every: repeat,
-                    },
-                );
-                store.raise_alarm(
-                    &NewAlarm {
+                raise(
+                    store,
+                    s,
+                    NewAlarm {
                         kind: "feed_silent".into(),
                         subject: "hl7".into(),
                         study_uid: None,
@@ -331,7 +297,7 @@ pub fn evaluate(
                             "no HL7 message since {since}: {} of working time",
                             crate::config::format_duration(Duration::from_secs(quiet.as_secs()))
                         ),
-                        next_action_at: fresh.next_action_at,
+                        next_action_at: None,
                     },
                     now,
                 )?;
@@ -342,45 +308,51 @@ pub fn evaluate(
     };
 
     for (id, study, sop, at) in store.conflicts_unalarmed(BATCH)? {
-        raise_system(
+        raise(
             store,
             s,
-            "integrity",
-            format!("conflict:{id}"),
-            study,
-            at,
-            format!(
-                "different content received under stored SOP Instance {sop}; the new copy is in quarantine"
+            system_alarm(
+                "integrity",
+                format!("conflict:{id}"),
+                study,
+                at,
+                format!(
+                    "different content received under stored SOP Instance {sop}; the new copy is in quarantine"
+                ),
             ),
             now,
         )?;
     }
     for (ae, count, latest, reason) in store.rejections_unalarmed()? {
-        raise_system(
+        raise(
             store,
             s,
-            "integrity",
-            format!("rejected:{ae}"),
-            None,
-            latest,
-            format!("{count} instance(s) from calling AE {ae} refused; latest: {reason}"),
+            system_alarm(
+                "integrity",
+                format!("rejected:{ae}"),
+                None,
+                latest,
+                format!("{count} instance(s) from calling AE {ae} refused; latest: {reason}"),
+            ),
             now,
         )?;
     }
     let storage_low = match &s.storage_free {
         Some(free) => match (free.0)() {
             Some(bytes) if bytes < s.storage_low_below => {
-                raise_system(
+                raise(
                     store,
                     s,
-                    "storage_low",
-                    "storage".into(),
-                    None,
-                    now,
-                    format!(
-                        "{} MiB free on the storage file system; stores are refused below {} MiB",
-                        bytes / (1024 * 1024),
-                        s.storage_low_below / 2 / (1024 * 1024)
+                    system_alarm(
+                        "storage_low",
+                        "storage".into(),
+                        None,
+                        now,
+                        format!(
+                            "{} MiB free on the storage file system; stores are refused below {} MiB",
+                            bytes / (1024 * 1024),
+                            s.storage_low_below / 2 / (1024 * 1024)
+                        ),
                     ),
                     now,
                 )?;
@@ -401,7 +373,7 @@ pub fn evaluate(
             "storage_low" => storage_low,
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
-        let (steps, repeat) = s.plan(&alarm);
+        let (steps, repeat) = s.plan(&alarm.kind, alarm.rule.as_deref());
         let plan = Plan {
             steps: &steps,
             repeat_every: repeat,
@@ -529,41 +501,45 @@ pub fn evaluate(
         .min())
 }
 
-/// Raises an alarm that no rule governs (integrity, storage, ...).
-#[allow(clippy::too_many_arguments)]
-fn raise_system(
+/// Raises an alarm (if no live one of its kind and subject exists), its
+/// first step scheduled by the plan of its kind and rule.
+fn raise(
     store: &mut Store,
     s: &Settings,
-    kind: &str,
-    subject: String,
-    study_uid: Option<String>,
-    due: Timestamp,
-    detail: String,
+    mut alarm: NewAlarm,
     now: Timestamp,
 ) -> Result<(), crate::catalog::Error> {
-    let probe = AlarmRow::probe(kind, None);
-    let (steps, repeat) = s.plan(&probe);
+    let (steps, repeat) = s.plan(&alarm.kind, alarm.rule.as_deref());
     let fresh = engine::raise(
-        due,
+        alarm.due_at,
         Plan {
             steps: &steps,
             repeat_every: repeat,
         },
     );
-    store.raise_alarm(
-        &NewAlarm {
-            kind: kind.into(),
-            subject,
-            study_uid,
-            report_id: None,
-            rule: None,
-            due_at: due,
-            detail,
-            next_action_at: fresh.next_action_at,
-        },
-        now,
-    )?;
+    alarm.next_action_at = fresh.next_action_at;
+    store.raise_alarm(&alarm, now)?;
     Ok(())
+}
+
+/// An alarm that no rule governs (integrity, storage, ...), for [`raise`].
+fn system_alarm(
+    kind: &str,
+    subject: String,
+    study_uid: Option<String>,
+    due: Timestamp,
+    detail: String,
+) -> NewAlarm {
+    NewAlarm {
+        kind: kind.into(),
+        subject,
+        study_uid,
+        report_id: None,
+        rule: None,
+        due_at: due,
+        detail,
+        next_action_at: None,
+    }
 }
 
 /// Queues the daily digest when its time has come and it has not been sent
@@ -798,32 +774,4 @@ fn sub(t: Timestamp, d: Duration) -> Timestamp {
         .ok()
         .and_then(|d| t.checked_sub(d).ok())
         .unwrap_or(Timestamp::MIN)
-}
-
-impl AlarmRow {
-    /// An alarm-shaped value for choosing a plan before the alarm exists.
-    fn probe(kind: &str, rule: Option<String>) -> AlarmRow {
-        AlarmRow {
-            id: 0,
-            kind: kind.to_owned(),
-            subject: String::new(),
-            study_uid: None,
-            accession_number: None,
-            patient_id: None,
-            report_id: None,
-            rule,
-            state: "open".into(),
-            raised_at: Timestamp::UNIX_EPOCH,
-            due_at: Timestamp::UNIX_EPOCH,
-            detail: String::new(),
-            next_step: 0,
-            next_action_at: None,
-            acknowledged_by: None,
-            acknowledged_at: None,
-            acknowledged_until: None,
-            ack_reason: None,
-            resolved_at: None,
-            resolved_reason: None,
-        }
-    }
 }
