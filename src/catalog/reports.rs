@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::store::{
     SYSTEM, cached_exec, cached_row, collect, fmt_ts, insert_audit, parse_opt_ts, parse_ts,
+    sql_limit,
 };
 use super::{Error, Store};
 
@@ -475,15 +476,24 @@ impl Store {
         })
     }
 
-    /// The most recently received reports, newest first, with their links.
-    pub fn recent_reports(&self, limit: Option<usize>) -> Result<Vec<ReportRow>, Error> {
-        let sql = format!("SELECT {REPORT_COLUMNS} FROM reports ORDER BY id DESC LIMIT ?1");
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let mut reports = collect(&self.conn, &sql, [limit], report_from_row)?;
+    /// Reports matching `condition` (which may end with ORDER BY / LIMIT),
+    /// each with its links.
+    fn reports_where<P: rusqlite::Params>(
+        &self,
+        condition: &str,
+        params: P,
+    ) -> Result<Vec<ReportRow>, Error> {
+        let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE {condition}");
+        let mut reports = collect(&self.conn, &sql, params, report_from_row)?;
         for r in &mut reports {
             r.links = links_of_report(&self.conn, r.id)?;
         }
         Ok(reports)
+    }
+
+    /// The most recently received reports, newest first, with their links.
+    pub fn recent_reports(&self, limit: Option<usize>) -> Result<Vec<ReportRow>, Error> {
+        self.reports_where("1 ORDER BY id DESC LIMIT ?1", [sql_limit(limit)])
     }
 
     /// One report with its links.
@@ -502,31 +512,20 @@ impl Store {
 
     /// Reports linked to a study (counting or not), oldest first, with their links.
     pub fn reports_of_study(&self, study_uid: &str) -> Result<Vec<ReportRow>, Error> {
-        let sql = format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE id IN \
-             (SELECT report_id FROM report_links WHERE study_uid = ?1) ORDER BY id"
-        );
-        let mut reports = collect(&self.conn, &sql, [study_uid], report_from_row)?;
-        for r in &mut reports {
-            r.links = links_of_report(&self.conn, r.id)?;
-        }
-        Ok(reports)
+        self.reports_where(
+            "id IN (SELECT report_id FROM report_links WHERE study_uid = ?1) ORDER BY id",
+            [study_uid],
+        )
     }
 
     /// Current reports that count for no study: linked to nothing, or only by
     /// probable links nobody has confirmed (those are listed with them).
     /// Oldest first.
     pub fn unmatched_reports(&self, limit: Option<usize>) -> Result<Vec<ReportRow>, Error> {
-        let sql = format!(
-            "SELECT {REPORT_COLUMNS} FROM reports r WHERE linked = 0 AND superseded_by IS NULL \
-             ORDER BY received_at, id LIMIT ?1"
-        );
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let mut reports = collect(&self.conn, &sql, [limit], report_from_row)?;
-        for r in &mut reports {
-            r.links = links_of_report(&self.conn, r.id)?;
-        }
-        Ok(reports)
+        self.reports_where(
+            "linked = 0 AND superseded_by IS NULL ORDER BY received_at, id LIMIT ?1",
+            [sql_limit(limit)],
+        )
     }
 
     /// A person's decision on a probable link: confirmed, it counts as a link

@@ -877,7 +877,7 @@ fn split_modalities(s: &str) -> impl Iterator<Item = &str> {
     s.split('\\').map(str::trim).filter(|m| !m.is_empty())
 }
 
-fn sql_limit(limit: Option<usize>) -> i64 {
+pub(super) fn sql_limit(limit: Option<usize>) -> i64 {
     // SQLite reads a negative LIMIT as "no limit".
     limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
 }
