@@ -165,6 +165,14 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// Prints a JSON shape (`--json`) to stdout, pretty, with a final newline.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     print!("{}", config.effective_toml());
     for w in config.warnings() {
@@ -267,9 +275,7 @@ fn studies(config: &Config, args: &StudiesArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &shapes)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&shapes);
     }
     writeln!(
         out,
@@ -300,9 +306,7 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
     let shape = crate::json::StudyDetail::from_detail(&detail, jiff::Timestamp::now());
     let mut out = std::io::stdout().lock();
     if json {
-        serde_json::to_writer_pretty(&mut out, &shape)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&shape);
     }
     let s = &shape.study;
     writeln!(out, "study        {}", s.study_uid)?;

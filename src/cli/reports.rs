@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 
-use super::{EXIT_PROBLEM, open_store};
+use super::{EXIT_PROBLEM, open_store, print_json};
 use crate::catalog::{Link, NewReport, ReportOrigin, ReportStatus};
 use crate::config::Config;
 use crate::uid::Uid;
@@ -359,9 +359,7 @@ pub fn list(config: &Config, args: &ReportsArgs) -> anyhow::Result<ExitCode> {
     let shapes: Vec<crate::json::Report> = rows.iter().map(crate::json::Report::from).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &shapes)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&shapes);
     }
     writeln!(
         out,

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use jiff::Timestamp;
 
 use super::reports::{actor, parse_time};
-use super::{EXIT_PROBLEM, open_store};
+use super::{EXIT_PROBLEM, open_store, print_json};
 use crate::catalog::{AlarmFilter, NewNotification};
 use crate::config::Config;
 
@@ -71,9 +71,7 @@ pub fn alarms(config: &Config, args: &AlarmsArgs) -> anyhow::Result<ExitCode> {
     let shapes: Vec<crate::json::Alarm> = rows.iter().map(crate::json::Alarm::from).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &shapes)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&shapes);
     }
     writeln!(
         out,
@@ -162,9 +160,7 @@ pub fn audit(config: &Config, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         rows.iter().map(crate::json::AuditEntry::from).collect();
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &shapes)?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
+        return print_json(&shapes);
     }
     for a in &shapes {
         writeln!(
