@@ -143,6 +143,8 @@ calendar = "$ROOT/conf/calendars/england-and-wales.toml"
 [reports.hl7]
 listen = "127.0.0.1:$HL7_PORT"
 max_connections = $MAX_CONNECTIONS
+[http]
+listen = "127.0.0.1:$(free_port)"
 EOF
 "$BIN" check-config --config "$dir/studywatch.toml" >"$dir/check-config.out" 2>&1 \
     || { cat "$dir/check-config.out" >&2; die "studywatch refused the config $dir/studywatch.toml"; }

@@ -115,6 +115,8 @@ min_free_bytes = 0
 path = "$dir/catalog.sqlite3"
 [watchdog]
 calendar = "$ROOT/conf/calendars/england-and-wales.toml"
+[http]
+listen = "127.0.0.1:$(free_port)"
 EOF
     "$BIN" --config "$dir/studywatch.toml" check-config >"$dir/check-config.out" 2>&1 \
         || { cat "$dir/check-config.out" >&2; die "studywatch refused the config $dir/studywatch.toml"; }

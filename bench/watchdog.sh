@@ -163,6 +163,8 @@ fsync = true
 path = "$RUN/catalog.sqlite3"
 [reports.hl7]
 listen = "127.0.0.1:$HL7_PORT"
+[http]
+listen = "127.0.0.1:$(free_port)"
 [watchdog]
 calendar = "$CALENDAR"
 

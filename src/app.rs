@@ -30,6 +30,7 @@ use crate::watchdog::{self, SystemClock, outbox};
 pub struct Listeners {
     pub dicom: TcpListener,
     pub hl7: TcpListener,
+    pub http: TcpListener,
 }
 
 impl Listeners {
@@ -40,7 +41,10 @@ impl Listeners {
         let hl7 = TcpListener::bind(config.reports.hl7.listen)
             .await
             .with_context(|| format!("cannot listen for HL7 on {}", config.reports.hl7.listen))?;
-        Ok(Listeners { dicom, hl7 })
+        let http = TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", config.http.listen))?;
+        Ok(Listeners { dicom, hl7, http })
     }
 }
 
@@ -121,9 +125,20 @@ pub async fn serve(
         Arc::clone(&metrics),
     ));
 
+    let auth = crate::http::auth::Auth::load(&config.http)
+        .map_err(|e| anyhow::anyhow!("cannot set up HTTP sign-in: {e}"))?;
+    let web = crate::http::AppState::new(
+        Arc::new(config.clone()),
+        catalog.clone(),
+        Arc::clone(&metrics),
+        auth,
+        Arc::new(jiff::Timestamp::now),
+    );
+
     let tracker = TaskTracker::new();
     let dicom_addr = listeners.dicom.local_addr()?;
     let hl7_addr = listeners.hl7.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
     tracker.spawn(Arc::clone(&scp).run(listeners.dicom, shutdown.clone(), tracker.clone()));
     tracker.spawn(reports::run(
         intake,
@@ -131,6 +146,17 @@ pub async fn serve(
         shutdown.clone(),
         tracker.clone(),
     ));
+    tracker.spawn(crate::http::run(
+        web.clone(),
+        listeners.http,
+        shutdown.clone(),
+    ));
+    web.listeners
+        .dicom
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    web.listeners
+        .hl7
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     tracker.spawn(watchdog::run(
         backend,
         SystemClock,
@@ -146,6 +172,7 @@ pub async fn serve(
     tracing::info!(
         listen = %dicom_addr,
         hl7 = %hl7_addr,
+        http = %http_addr,
         ae_title = %config.dicom.ae_title,
         storage = %config.storage.path.display(),
         fsync = config.storage.fsync,

@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod http;
 mod notify;
 mod reports;
 mod watchdog;
 
+pub use http::Http;
 pub use notify::{
     ChannelConfig, ChannelKind, Email, Identifier, Notify, PAGERDUTY_URL, Security, Smtp, SmtpAuth,
     Webhook, WebhookFormat, WebhookUrl,
@@ -155,6 +157,8 @@ pub struct Config {
     pub notify: Notify,
     /// `[watchdog]`.
     pub watchdog: Watchdog,
+    /// `[http]`.
+    pub http: Http,
     /// The file this was loaded from; `None` when built from a string.
     pub source_path: Option<PathBuf>,
 }
@@ -324,6 +328,7 @@ impl Config {
             );
         }
         notify::warnings(&self.notify, &mut out);
+        http::warnings(&self.http, &mut out);
         out.0
     }
 
@@ -374,6 +379,7 @@ impl Config {
             reports: reports::to_file(&self.reports),
             notify: notify::to_file(&self.notify),
             watchdog: watchdog::to_file(&self.watchdog),
+            http: http::to_file(&self.http),
         }
     }
 }
@@ -409,6 +415,8 @@ struct FileConfig {
     notify: notify::FileNotify,
     #[serde(default)]
     watchdog: watchdog::FileWatchdog,
+    #[serde(default)]
+    http: http::FileHttp,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -618,6 +626,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
     let reports = reports::validate(&file.reports, &mut problems);
     let notify = notify::validate(&file.notify, &mut problems);
     let watchdog = watchdog::validate(&file.watchdog, &mut problems);
+    let http = http::validate(&file.http, &mut problems);
     for (key, name) in watchdog.channel_references() {
         if notify.channel(&name).is_none() {
             problems.push(
@@ -642,6 +651,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         reports,
         notify,
         watchdog,
+        http,
         source_path: None,
     })
 }

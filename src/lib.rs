@@ -19,6 +19,7 @@
 //! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
 //! - [`watchdog`] — rules, deadlines (calendars, working hours), alarms.
 //! - [`notify`] — delivering notifications by email (SMTP) and webhook.
+//! - [`http`] — the dashboard, the JSON API, `/metrics` and health probes.
 
 pub mod app;
 pub mod catalog;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod dimse;
 pub mod hl7;
+pub mod http;
 pub mod ingest;
 pub mod json;
 pub mod metrics;

@@ -25,6 +25,7 @@
 
 mod alarms;
 mod handle;
+mod readers;
 mod reports;
 mod schema;
 mod store;
@@ -40,6 +41,7 @@ pub use alarms::{
     StudyForRules,
 };
 pub use handle::Catalog;
+pub use readers::Readers;
 pub use reports::{
     Hl7Content, Hl7Recorded, Link, LinkPolicy, LinkRow, LinkRule, NewHl7Message, NewOrder,
     NewReport, PatientId, ReportOrigin, ReportRow, ReportStatus,

@@ -86,6 +86,34 @@ impl Store {
         })
     }
 
+    /// Opens an existing catalog read-only, for [`super::Readers`]: SQLite
+    /// itself refuses any write made through it.
+    pub fn open_reader(path: &Path) -> Result<Store, Error> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(160);
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
+        let store = Store {
+            conn,
+            link_policy: LinkPolicy::default(),
+            isolated: false,
+        };
+        let version = store.schema_version()?;
+        if version != super::SCHEMA_VERSION {
+            return Err(Error::SchemaTooNew {
+                found: version,
+                supported: super::SCHEMA_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
     /// Sets what links reports may make automatically (probable links, the
     /// site's zone). The default makes no probable links.
     pub fn set_link_policy(&mut self, policy: LinkPolicy) {

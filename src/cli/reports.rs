@@ -10,9 +10,10 @@ use clap::{Args, Subcommand};
 use jiff::Timestamp;
 
 use super::{EXIT_PROBLEM, open_store, print_json};
-use crate::catalog::{Link, NewReport, ReportOrigin, ReportStatus};
+use crate::catalog::{Link, ReportOrigin};
 use crate::config::Config;
-use crate::uid::Uid;
+use crate::reports::manual::manual_report;
+pub use crate::reports::manual::parse_time;
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
@@ -130,6 +131,7 @@ fn link(config: &Config, args: LinkArgs) -> anyhow::Result<ExitCode> {
         args.author.as_deref(),
         &actor(args.by),
         tz,
+        Timestamp::now(),
     ) {
         Ok(r) => r,
         Err(e) => {
@@ -162,88 +164,6 @@ fn describe(id: i64, links: &[Link]) {
             }
         );
     }
-}
-
-/// A report from the CLI's or a CSV row's values, or what is wrong with them.
-#[allow(clippy::too_many_arguments)]
-fn manual_report(
-    origin: ReportOrigin,
-    accession: Option<&str>,
-    study_uid: Option<&str>,
-    status: &str,
-    time: Option<&str>,
-    author: Option<&str>,
-    by: &str,
-    tz: &jiff::tz::TimeZone,
-) -> Result<NewReport, String> {
-    let accession = accession.map(str::trim).filter(|a| !a.is_empty());
-    let study_uid = study_uid.map(str::trim).filter(|u| !u.is_empty());
-    if accession.is_none() && study_uid.is_none() {
-        return Err("an accession number or a study UID is needed".to_owned());
-    }
-    let study_uids = match study_uid {
-        Some(u) => vec![
-            Uid::parse(u)
-                .map_err(|e| format!("study UID {u:?} is not valid: {e}"))?
-                .to_string(),
-        ],
-        None => Vec::new(),
-    };
-    let status =
-        ReportStatus::parse(status.trim().to_ascii_lowercase().as_str()).ok_or_else(|| {
-            format!("status {status:?} is not one of final, preliminary, corrected, cancelled")
-        })?;
-    let now = Timestamp::now();
-    let reported_at = match time.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(t) => parse_time(t, tz)?,
-        None => now,
-    };
-    if reported_at > now + jiff::SignedDuration::from_mins(5) {
-        return Err(format!("time {reported_at} is in the future"));
-    }
-    Ok(NewReport {
-        origin,
-        received_at: now,
-        status,
-        withdrawn: false,
-        reported_at: Some(reported_at),
-        exam_at: None,
-        author: author
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
-            .map(str::to_owned),
-        accession_number: accession.map(str::to_owned),
-        issuer_of_accession: None,
-        study_uids,
-        placer_number: None,
-        filler_number: None,
-        patient_ids: Vec::new(),
-        procedure: None,
-        text: None,
-        alert_category: None,
-        sop_instance_uid: None,
-        recorded_by: Some(by.to_owned()),
-    })
-}
-
-/// RFC 3339 with an offset, or a civil date/time (`2026-11-20 14:30`,
-/// `2026-11-20T14:30:00`, `2026-11-20`) in the site's zone.
-pub fn parse_time(s: &str, tz: &jiff::tz::TimeZone) -> Result<Timestamp, String> {
-    if let Ok(ts) = s.parse::<Timestamp>() {
-        return Ok(ts);
-    }
-    let civil = s
-        .parse::<jiff::civil::DateTime>()
-        .or_else(|_| s.parse::<jiff::civil::Date>().map(|d| d.to_datetime(jiff::civil::Time::midnight())))
-        .map_err(|_| {
-            format!(
-                "time {s:?} is not RFC 3339 (2026-11-20T14:30:00Z) nor a local date/time (2026-11-20 14:30)"
-            )
-        })?;
-    tz.to_ambiguous_zoned(civil)
-        .compatible()
-        .map(|z| z.timestamp())
-        .map_err(|e| format!("time {s:?}: {e}"))
 }
 
 fn import(config: &Config, file: &Path, by: String) -> anyhow::Result<ExitCode> {
@@ -302,6 +222,7 @@ fn import(config: &Config, file: &Path, by: String) -> anyhow::Result<ExitCode> 
             get(author),
             &by,
             tz,
+            Timestamp::now(),
         ) {
             Ok(r) => good.push(r),
             Err(e) => {

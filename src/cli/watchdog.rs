@@ -103,22 +103,12 @@ pub fn alarms(config: &Config, args: &AlarmsArgs) -> anyhow::Result<ExitCode> {
 
 pub fn ack(config: &Config, args: AckArgs) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
-    let until = match args.for_.as_deref() {
-        None => None,
-        Some(text) => match crate::config::parse_duration(text) {
-            Ok(d) if !d.is_zero() => Some(
-                now.checked_add(jiff::SignedDuration::try_from(d)?)
-                    .unwrap_or(Timestamp::MAX),
-            ),
-            Ok(_) => {
-                eprintln!("studywatch: --for must be longer than zero");
-                return Ok(ExitCode::from(2));
-            }
-            Err(e) => {
-                eprintln!("studywatch: --for: {e}");
-                return Ok(ExitCode::from(2));
-            }
-        },
+    let until = match crate::watchdog::ack_until(now, args.for_.as_deref()) {
+        Ok(until) => until,
+        Err(e) => {
+            eprintln!("studywatch: --for: {e}");
+            return Ok(ExitCode::from(2));
+        }
     };
     if args.reason.trim().is_empty() {
         eprintln!("studywatch: --reason must say why");

@@ -11,6 +11,7 @@
 //! catalog. DICOM reports (SR, PDF) come in through ingest
 //! ([`crate::ingest::sr`]); manual entries through the CLI and HTTP.
 
+pub mod manual;
 mod server;
 
 pub use server::{Intake, run};

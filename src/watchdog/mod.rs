@@ -130,3 +130,18 @@ pub async fn run<B: Backend, C: WallClock>(
 
 #[cfg(test)]
 mod tests;
+
+/// When an acknowledgement given at `now` for `text` (a duration such as
+/// `"4h"`) ends: `None` for no duration (until the alarm resolves). Shared by
+/// `ack`, the API and the dashboard's form.
+pub fn ack_until(now: Timestamp, text: Option<&str>) -> Result<Option<Timestamp>, String> {
+    let Some(text) = text.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let d = crate::config::parse_duration(text)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    let d = jiff::SignedDuration::try_from(d).map_err(|e| e.to_string())?;
+    Ok(Some(now.checked_add(d).unwrap_or(Timestamp::MAX)))
+}

@@ -36,6 +36,10 @@ pub struct Options {
     pub reports_extra: String,
     /// The HL7 port of a gateway process; None picks a free one.
     pub hl7_port: Option<u16>,
+    /// The HTTP port of a gateway process; None picks a free one.
+    pub http_port: Option<u16>,
+    /// Extra keys for `[http]` (e.g. `users_file = "..."`).
+    pub http_extra: String,
     /// Whole sections appended at the end (`[watchdog]`, `[notify]`, ...).
     pub tail: String,
 }
@@ -53,12 +57,19 @@ pub struct TestGateway {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub hl7_port: u16,
+    pub http_port: u16,
     pub config_path: PathBuf,
     shutdown: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-pub fn config_text(dir: &Path, listen: &str, hl7_listen: &str, opts: &Options) -> String {
+pub fn config_text(
+    dir: &Path,
+    listen: &str,
+    hl7_listen: &str,
+    http_listen: &str,
+    opts: &Options,
+) -> String {
     format!(
         r#"version = 1
 [log]
@@ -81,11 +92,15 @@ listen = "{hl7_listen}"
 frame_timeout = "5s"
 {hl7_extra}
 {reports_extra}
+[http]
+listen = "{http_listen}"
+{http_extra}
 {tail}
 "#,
         hl7_extra = opts.hl7_extra,
         reports_extra = opts.reports_extra,
         tail = opts.tail,
+        http_extra = opts.http_extra,
         accept = opts.accept_unknown_callers.unwrap_or(true),
         read_timeout = opts.read_timeout.as_deref().unwrap_or("10s"),
         dicom_extra = opts.dicom_extra,
@@ -107,10 +122,13 @@ impl TestGateway {
         let port = listener.local_addr().unwrap().port();
         let hl7_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let hl7_port = hl7_listener.local_addr().unwrap().port();
+        let http_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let http_port = http_listener.local_addr().unwrap().port();
         let text = config_text(
             dir.path(),
             &format!("127.0.0.1:{port}"),
             &format!("127.0.0.1:{hl7_port}"),
+            &format!("127.0.0.1:{http_port}"),
             &opts,
         );
         let config_path = dir.path().join("studywatch.toml");
@@ -130,8 +148,11 @@ impl TestGateway {
                 let dicom = tokio::net::TcpListener::from_std(listener).unwrap();
                 hl7_listener.set_nonblocking(true).unwrap();
                 let hl7 = tokio::net::TcpListener::from_std(hl7_listener).unwrap();
+                http_listener.set_nonblocking(true).unwrap();
+                let http = tokio::net::TcpListener::from_std(http_listener).unwrap();
                 let _ = ready_tx.send(());
-                studywatch::app::serve(config, studywatch::app::Listeners { dicom, hl7 }, token)
+                let listeners = studywatch::app::Listeners { dicom, hl7, http };
+                studywatch::app::serve(config, listeners, token)
                     .await
                     .expect("gateway ran");
             });
@@ -143,6 +164,7 @@ impl TestGateway {
             dir,
             port,
             hl7_port,
+            http_port,
             config_path,
             shutdown,
             thread: Some(thread),
@@ -304,9 +326,10 @@ pub fn free_port() -> u16 {
 pub fn write_process_config(dir: &Path, port: u16, opts: &Options) -> PathBuf {
     let path = dir.join("studywatch.toml");
     let hl7 = format!("127.0.0.1:{}", opts.hl7_port.unwrap_or_else(free_port));
+    let http = format!("127.0.0.1:{}", opts.http_port.unwrap_or_else(free_port));
     std::fs::write(
         &path,
-        config_text(dir, &format!("127.0.0.1:{port}"), &hl7, opts),
+        config_text(dir, &format!("127.0.0.1:{port}"), &hl7, &http, opts),
     )
     .unwrap();
     path

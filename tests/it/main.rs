@@ -10,3 +10,4 @@ mod durability;
 mod ingest;
 mod reports;
 mod watchdog;
+mod web;

@@ -1,0 +1,9 @@
+//! The JSON API under `/api/`.
+
+use axum::Router;
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}
