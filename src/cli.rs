@@ -16,6 +16,7 @@ use crate::catalog::{Store, StudyFilter, StudyState};
 use crate::config::Config;
 
 mod reports;
+mod user;
 mod watchdog;
 
 pub const EXIT_PROBLEM: u8 = 1;
@@ -83,6 +84,11 @@ pub enum Command {
     Notify {
         #[command(subcommand)]
         command: watchdog::NotifyCommand,
+    },
+    /// Users who sign in to the dashboard, and API tokens.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
     },
     /// Send a C-ECHO to AE@HOST:PORT.
     Echo {
@@ -153,6 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(args) => watchdog::audit(&config, &args),
         Command::Rules { command } => watchdog::rules(&config, command),
         Command::Notify { command } => watchdog::notify(&config, command),
+        Command::User { command } => user::run(&config, command),
         Command::Echo { peer, aet } => echo(&config, &peer, aet),
         Command::Send { to, aet, files } => send(&config, &to, aet, &files),
     };
@@ -191,6 +198,9 @@ fn check_config(config: &Config) -> anyhow::Result<ExitCode> {
     }
     if let Err(errors) = crate::notify::Channel::all_from_config(&config.notify) {
         problems.extend(errors.iter().map(|e| e.to_string()));
+    }
+    if let Err(e) = crate::http::auth::Auth::load(&config.http) {
+        problems.push(e);
     }
     if problems.is_empty() {
         return Ok(ExitCode::SUCCESS);
