@@ -313,7 +313,11 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
         eprintln!("studywatch: no study {uid} in the catalog");
         return Ok(ExitCode::from(EXIT_PROBLEM));
     };
-    let shape = crate::json::StudyDetail::from_detail(&detail, jiff::Timestamp::now());
+    let alarms = store.alarms(&crate::catalog::AlarmFilter {
+        study_uid: Some(uid.to_owned()),
+        ..Default::default()
+    })?;
+    let shape = crate::json::StudyDetail::from_detail(&detail, &alarms, jiff::Timestamp::now());
     let mut out = std::io::stdout().lock();
     if json {
         return print_json(&shape);

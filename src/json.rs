@@ -89,11 +89,19 @@ pub struct StudyDetail {
     /// Reports linked to the study, oldest first, each with how it was linked.
     pub reports: Vec<Report>,
     pub audit: Vec<AuditEntry>,
+    /// The study's alarms in every state, newest first.
+    pub alarms: Vec<Alarm>,
 }
 
 impl StudyDetail {
-    /// The study as of `now`, which decides whether it is overdue.
-    pub fn from_detail(detail: &catalog::StudyDetail, now: Timestamp) -> StudyDetail {
+    /// The study with its `alarms`, as of `now`, which decides whether it is
+    /// overdue. The alarms are a parameter so that no caller can leave them
+    /// out: the CLI and the API print the same shape.
+    pub fn from_detail(
+        detail: &catalog::StudyDetail,
+        alarms: &[catalog::AlarmRow],
+        now: Timestamp,
+    ) -> StudyDetail {
         StudyDetail {
             study: Study::from_row(&detail.study, now),
             series: detail.series.iter().map(Series::from).collect(),
@@ -106,6 +114,103 @@ impl StudyDetail {
                 .collect(),
             reports: detail.reports.iter().map(Report::from).collect(),
             audit: detail.audit.iter().map(AuditEntry::from).collect(),
+            alarms: alarms.iter().map(Alarm::from).collect(),
+        }
+    }
+}
+
+/// One page of `GET /api/studies`: the studies, and the cursor that fetches
+/// the next page (`null` on the last one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StudyPage {
+    pub studies: Vec<Study>,
+    pub next_cursor: Option<String>,
+}
+
+impl StudyPage {
+    /// The page as of `now`, which decides whether each study is overdue.
+    pub fn new(
+        rows: &[catalog::StudyRow],
+        next: Option<&catalog::views::StudyCursor>,
+        now: Timestamp,
+    ) -> StudyPage {
+        StudyPage {
+            studies: rows.iter().map(|r| Study::from_row(r, now)).collect(),
+            next_cursor: next.map(catalog::views::StudyCursor::encode),
+        }
+    }
+}
+
+/// The studies still waiting for their report (`GET /api/stats/backlog`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backlog {
+    /// The time the figures are for.
+    pub at: String,
+    /// Every study waiting for its report, overdue ones included.
+    pub unreported: u64,
+    /// Of those, past their deadline.
+    pub overdue: u64,
+    /// Of those, whose deadline is not computed yet.
+    pub no_deadline: u64,
+    /// By time since first receipt: `<24h`, `24h-7d`, `7d-28d`, `>28d`,
+    /// always all four, in that order.
+    pub by_age: Vec<AgeCount>,
+    /// A study of several modalities counts under each; one without any
+    /// under `null`. Largest first.
+    pub by_modality: Vec<ModalityCount>,
+    /// Largest first.
+    pub by_source: Vec<SourceCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgeCount {
+    pub bucket: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModalityCount {
+    pub modality: Option<String>,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCount {
+    pub source: String,
+    pub count: u64,
+}
+
+impl From<&catalog::views::BacklogStats> for Backlog {
+    fn from(b: &catalog::views::BacklogStats) -> Backlog {
+        Backlog {
+            at: time(b.at),
+            unreported: b.unreported,
+            overdue: b.overdue,
+            no_deadline: b.no_deadline,
+            by_age: b
+                .by_age
+                .iter()
+                .map(|(bucket, count)| AgeCount {
+                    bucket: (*bucket).to_owned(),
+                    count: *count,
+                })
+                .collect(),
+            by_modality: b
+                .by_modality
+                .iter()
+                .map(|(modality, count)| ModalityCount {
+                    modality: modality.clone(),
+                    count: *count,
+                })
+                .collect(),
+            by_source: b
+                .by_source
+                .iter()
+                .map(|(source, count)| SourceCount {
+                    source: source.clone(),
+                    count: *count,
+                })
+                .collect(),
         }
     }
 }
@@ -567,7 +672,31 @@ mod tests {
             }],
             reports: vec![],
         };
-        let value = serde_json::to_value(StudyDetail::from_detail(&detail, at)).expect("json");
+        let alarm = catalog::AlarmRow {
+            id: 3,
+            kind: "overdue_report".into(),
+            subject: "1.2.3".into(),
+            study_uid: Some("1.2.3".into()),
+            accession_number: Some("ACC1".into()),
+            patient_id: Some("H123".into()),
+            report_id: None,
+            rule: None,
+            state: "open".into(),
+            raised_at: at,
+            due_at: at,
+            detail: "overdue".into(),
+            next_step: 0,
+            next_action_at: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
+            acknowledged_until: None,
+            ack_reason: None,
+            resolved_at: None,
+            resolved_reason: None,
+        };
+        let alarms = [alarm];
+        let value =
+            serde_json::to_value(StudyDetail::from_detail(&detail, &alarms, at)).expect("json");
         let mut expected: BTreeSet<&str> = STUDY_KEYS.iter().copied().collect();
         expected.extend([
             "series",
@@ -576,6 +705,7 @@ mod tests {
             "integrity_conflicts",
             "reports",
             "audit",
+            "alarms",
         ]);
         assert_eq!(keys(&value), expected);
         assert_eq!(
@@ -636,8 +766,10 @@ mod tests {
             BTreeSet::from(["id", "at", "actor", "action", "study_uid", "detail"])
         );
         assert_eq!(value["audit"][0]["at"], "2026-11-22T10:15:00Z");
+        assert_eq!(value["alarms"][0]["id"], 3);
+        assert_eq!(value["alarms"][0]["state"], "open");
         // The round trip through Deserialize gives back the same shape.
         let back: StudyDetail = serde_json::from_value(value).expect("deserialize");
-        assert_eq!(back, StudyDetail::from_detail(&detail, at));
+        assert_eq!(back, StudyDetail::from_detail(&detail, &alarms, at));
     }
 }

@@ -33,6 +33,7 @@ mod store;
 mod tests;
 #[cfg(test)]
 mod tests_reports;
+pub mod views;
 
 use jiff::Timestamp;
 

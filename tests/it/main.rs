@@ -7,6 +7,7 @@ mod harness;
 mod association;
 mod cli;
 mod durability;
+mod http_api;
 mod http_auth;
 mod ingest;
 mod reports;
