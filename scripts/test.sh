@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of studywatch. First installs the real peers the tests
 # drive when they are missing: DCMTK, strace, python3-hl7 (for its
-# mllp_send), python3-aiosmtpd (a real SMTP server) and openssl (test
-# certificates) from Debian packages, pynetdicom (with pydicom) from PyPI.
+# mllp_send), python3-aiosmtpd (a real SMTP server), openssl (test
+# certificates), chromium and chromium-driver (the dashboard's browser test)
+# from Debian packages, pynetdicom (with pydicom) from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ command -v strace >/dev/null || missing+=(strace)
 command -v mllp_send >/dev/null || missing+=(python3-hl7)
 /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq

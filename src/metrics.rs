@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -19,6 +20,54 @@ pub struct ReasonLabels {
 pub struct OutcomeLabels {
     pub outcome: String,
 }
+
+/// An HL7 frame: the message type (`ORU^R01`, bounded to the types we know,
+/// else `other`; `none` when no header could be read) and the outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Hl7Labels {
+    pub message_type: String,
+    pub outcome: String,
+}
+
+/// A C-STORE answered: its DIMSE status (`0x0000`) and the sender's source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    pub status: String,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BucketLabels {
+    pub age: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlarmLabels {
+    pub kind: String,
+    pub state: String,
+}
+
+/// HL7 message types a label may carry; anything else counts as `other`,
+/// so a sender cannot create unbounded label values.
+const HL7_TYPES: [&str; 8] = [
+    "ORU^R01", "ORM^O01", "OMI^O23", "ADT^A01", "ADT^A04", "ADT^A08", "MDM^T02", "ACK",
+];
+
+/// The alarm kinds the watchdog raises, each shown (as 0 when none is live)
+/// so a dashboard query never sees a series vanish.
+const ALARM_KINDS: [&str; 6] = [
+    "overdue_report",
+    "failsafe_unacknowledged",
+    "unmatched_report",
+    "feed_silent",
+    "integrity",
+    "storage_low",
+];
 
 /// Every metric of the process.
 #[derive(Debug)]
@@ -32,7 +81,23 @@ pub struct Metrics {
     pub associations_active: Gauge,
     pub associations_rejected: Family<ReasonLabels, Counter>,
     pub echoes: Counter,
-    pub hl7_messages: Family<OutcomeLabels, Counter>,
+    pub hl7_messages: Family<Hl7Labels, Counter>,
+    pub instances_received: Family<StoreLabels, Counter>,
+    pub associations: Family<SourceLabels, Counter>,
+    pub association_duration: Histogram,
+    pub cstore_duration: Histogram,
+    pub report_turnaround: Histogram,
+    pub unreported_studies: Family<BucketLabels, Gauge>,
+    pub overdue_studies: Gauge,
+    pub live_alarms: Family<AlarmLabels, Gauge>,
+    pub outbox_pending: Gauge,
+    pub outbox_failed: Gauge,
+    pub catalog_studies: Gauge,
+    pub catalog_instances: Gauge,
+    pub catalog_size: Gauge,
+    pub storage_free: Gauge,
+    pub storage_size: Gauge,
+    pub catalog_queue_depth: Gauge,
     pub hl7_duplicates: Counter,
     pub hl7_connections_active: Gauge,
     pub notifications: Family<OutcomeLabels, Counter>,
@@ -74,8 +139,89 @@ impl Metrics {
             hl7_messages: registered(
                 r,
                 "hl7_messages",
-                "HL7 frames by outcome: the ACK code sent (AA, AE, AR), or why none was \
-                 (junk, truncated, abandoned, timeout, uncommitted, connection_refused)",
+                "HL7 frames by message type and outcome: the ACK code sent (AA, AE, AR), \
+                 or why none was (junk, truncated, abandoned, timeout, uncommitted, \
+                 connection_refused)",
+            ),
+            instances_received: registered(
+                r,
+                "instances_received",
+                "C-STORE requests answered, by DIMSE status and source",
+            ),
+            associations: registered(r, "associations", "DICOM associations accepted, by source"),
+            association_duration: histogram(
+                r,
+                "association_duration_seconds",
+                "How long accepted DICOM associations lasted",
+                exponential(0.01, 4.0, 10),
+            ),
+            cstore_duration: histogram(
+                r,
+                "cstore_duration_seconds",
+                "From a C-STORE command to its response: receipt, verification, \
+                 durable write and catalogue",
+                exponential(0.0005, 2.0, 18),
+            ),
+            report_turnaround: histogram(
+                r,
+                "report_turnaround_seconds",
+                "From a study's first image to its formal report, for studies \
+                 reported since the process started",
+                vec![
+                    3600.0,
+                    4.0 * 3600.0,
+                    12.0 * 3600.0,
+                    86400.0,
+                    2.0 * 86400.0,
+                    3.0 * 86400.0,
+                    7.0 * 86400.0,
+                    14.0 * 86400.0,
+                    28.0 * 86400.0,
+                    56.0 * 86400.0,
+                ],
+            ),
+            unreported_studies: registered(
+                r,
+                "unreported_studies",
+                "Studies that need a formal report and have none, by age since first receipt",
+            ),
+            overdue_studies: registered(
+                r,
+                "overdue_studies",
+                "Unreported studies past their report deadline",
+            ),
+            live_alarms: registered(
+                r,
+                "alarms",
+                "Alarms not yet resolved, by kind and state (open, acknowledged)",
+            ),
+            outbox_pending: registered(
+                r,
+                "outbox_pending",
+                "Notifications waiting to be delivered",
+            ),
+            outbox_failed: registered(
+                r,
+                "outbox_failed",
+                "Notifications given up on (notify_failed), kept until seen",
+            ),
+            catalog_studies: registered(r, "catalog_studies", "Studies in the catalog"),
+            catalog_instances: registered(r, "catalog_instances", "Instances in the catalog"),
+            catalog_size: registered(
+                r,
+                "catalog_size_bytes",
+                "Size of the catalog database with its write-ahead log",
+            ),
+            storage_free: registered(
+                r,
+                "storage_free_bytes",
+                "Free space on the storage file system, as seen by the gateway",
+            ),
+            storage_size: registered(r, "storage_size_bytes", "Size of the storage file system"),
+            catalog_queue_depth: registered(
+                r,
+                "catalog_queue_depth",
+                "Requests waiting for the catalog thread",
             ),
             hl7_duplicates: registered(
                 r,
@@ -112,13 +258,75 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts an HL7 frame by its outcome.
+    /// Counts an HL7 frame by its outcome, before its type is known.
     pub fn hl7_message(&self, outcome: &str) {
+        self.hl7_typed("", outcome);
+    }
+
+    /// Counts an HL7 message by its type (`ORU^R01`; empty when unknown) and
+    /// outcome.
+    pub fn hl7_typed(&self, message_type: &str, outcome: &str) {
+        let message_type = if message_type.is_empty() {
+            "none"
+        } else {
+            HL7_TYPES
+                .iter()
+                .find(|t| **t == message_type)
+                .copied()
+                .unwrap_or("other")
+        };
         self.hl7_messages
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&Hl7Labels {
+                message_type: message_type.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts a C-STORE response.
+    pub fn instance_received(&self, status: u16, source: &str, took: std::time::Duration) {
+        self.instances_received
+            .get_or_create(&StoreLabels {
+                status: format!("{status:#06x}"),
+                source: source.to_owned(),
+            })
+            .inc();
+        self.cstore_duration.observe(took.as_secs_f64());
+    }
+
+    /// Sets the gauges read from the catalog at a scrape.
+    pub fn set_figures(&self, f: &crate::catalog::Figures) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for (age, count) in crate::catalog::AGE_BUCKETS.iter().zip(f.unreported_by_age) {
+            self.unreported_studies
+                .get_or_create(&BucketLabels {
+                    age: (*age).to_owned(),
+                })
+                .set(g(count));
+        }
+        self.overdue_studies.set(g(f.overdue));
+        for kind in ALARM_KINDS {
+            for state in ["open", "acknowledged"] {
+                self.live_alarms
+                    .get_or_create(&AlarmLabels {
+                        kind: kind.to_owned(),
+                        state: state.to_owned(),
+                    })
+                    .set(0);
+            }
+        }
+        for (kind, state, count) in &f.alarms {
+            self.live_alarms
+                .get_or_create(&AlarmLabels {
+                    kind: kind.clone(),
+                    state: state.clone(),
+                })
+                .set(g(*count));
+        }
+        self.outbox_pending.set(g(f.outbox_pending));
+        self.outbox_failed.set(g(f.outbox_failed));
+        self.catalog_studies.set(g(f.studies));
+        self.catalog_instances.set(g(f.instances));
     }
 
     /// Counts a notification delivery attempt by its outcome.
@@ -138,6 +346,17 @@ impl Metrics {
         }
         out
     }
+}
+
+/// `count` bucket bounds from `start`, each `factor` times the last.
+fn exponential(start: f64, factor: f64, count: u16) -> Vec<f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(start, factor, count).collect()
+}
+
+fn histogram(registry: &mut Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let metric = Histogram::new(buckets);
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// A new metric, registered under `name`; the returned handle and the

@@ -250,6 +250,27 @@ impl Storage {
 
 /// Bytes available to an unprivileged user on the file system holding `path`.
 pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    capacity(path).map(|(free, _)| free)
+}
+
+/// Writes and removes a small file in the temp directory under `root`, with
+/// fsync: proof that the storage accepts writes right now (for `/readyz`).
+pub fn probe_writable(root: &Path) -> io::Result<()> {
+    let path = root
+        .join(TMP_DIR)
+        .join(format!(".probe-{}", std::process::id()));
+    let result = (|| {
+        let mut f = File::create(&path)?;
+        io::Write::write_all(&mut f, b"studywatch")?;
+        f.sync_all()
+    })();
+    let removed = fs::remove_file(&path);
+    result.and(removed)
+}
+
+/// `(available to an unprivileged user, total size)` in bytes of the file
+/// system holding `path`.
+pub fn capacity(path: &Path) -> io::Result<(u64, u64)> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = CString::new(path.as_os_str().as_bytes())
@@ -263,7 +284,10 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let st = unsafe { st.assume_init() };
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    Ok((
+        st.f_bavail.saturating_mul(st.f_frsize),
+        st.f_blocks.saturating_mul(st.f_frsize),
+    ))
 }
 
 #[cfg(test)]

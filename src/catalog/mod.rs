@@ -24,6 +24,7 @@
 //! deadline. It stores what it is told and answers questions about it.
 
 mod alarms;
+mod figures;
 mod handle;
 mod readers;
 mod reports;
@@ -41,6 +42,7 @@ pub use alarms::{
     AlarmFilter, AlarmRow, AlarmUpdate, DeadlineUpdate, NewAlarm, NewNotification, OutboxRow,
     StudyForRules,
 };
+pub use figures::{AGE_BUCKETS, Figures};
 pub use handle::Catalog;
 pub use readers::Readers;
 pub use reports::{

@@ -50,6 +50,9 @@ pub struct Inner {
     pub now: Now,
     /// Whether each listener is accepting, for `/readyz`.
     pub listeners: Listening,
+    /// Report links after this id are yet to be counted in the turnaround
+    /// histogram (the newest link when the process started).
+    pub turnaround_after: std::sync::Mutex<i64>,
 }
 
 impl std::ops::Deref for AppState {
@@ -69,6 +72,11 @@ impl AppState {
         now: Now,
     ) -> AppState {
         let readers = Readers::new(&config.catalog.path);
+        // Once, at start: the newest link so far; a catalog that cannot be
+        // read here fails the first scrape loudly anyway.
+        let after = crate::catalog::Store::open_reader(&config.catalog.path)
+            .and_then(|s| s.last_link_id())
+            .unwrap_or(0);
         AppState(Arc::new(Inner {
             config,
             catalog,
@@ -77,6 +85,7 @@ impl AppState {
             auth,
             now,
             listeners: Listening::default(),
+            turnaround_after: std::sync::Mutex::new(after),
         }))
     }
 

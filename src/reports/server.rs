@@ -139,7 +139,7 @@ impl Intake {
             Err(e) => {
                 tracing::error!(%peer, %control_id, error = %e,
                     "HL7 message could not be committed; closing without an ACK so that it is resent");
-                self.metrics.hl7_message("uncommitted");
+                self.metrics.hl7_typed(&message_type, "uncommitted");
                 return Next::Close;
             }
         };
@@ -174,7 +174,7 @@ impl Intake {
         } else {
             recorded.ack_reason.clone()
         };
-        self.metrics.hl7_message(code.as_str());
+        self.metrics.hl7_typed(&message_type, code.as_str());
         let level_info = code == AckCode::AA;
         if level_info {
             tracing::info!(%peer, %control_id, %message_type, message_id = recorded.message_id,

@@ -280,6 +280,7 @@ impl Scp {
             }
         };
         self.metrics.associations_active.inc();
+        let established = std::time::Instant::now();
         let calling_ae = dicom_ul::association::Association::peer_ae_title(&assoc)
             .trim()
             .to_owned();
@@ -308,8 +309,17 @@ impl Scp {
             contexts,
             state: State::Idle,
         };
+        self.metrics
+            .associations
+            .get_or_create(&crate::metrics::SourceLabels {
+                source: session.source.clone(),
+            })
+            .inc();
         let end = session.run(&mut assoc, &shutdown).await;
         self.metrics.associations_active.dec();
+        self.metrics
+            .association_duration
+            .observe(established.elapsed().as_secs_f64());
         match end {
             End::Released => {
                 let _ = assoc.send(&Pdu::ReleaseRP).await;
@@ -359,6 +369,8 @@ enum State {
         pc_id: u8,
         command: Command,
         sink: Sink,
+        /// When the command arrived (for the C-STORE latency histogram).
+        started: std::time::Instant,
     },
 }
 
@@ -474,18 +486,20 @@ impl Session<'_> {
                     pc_id,
                     command,
                     mut sink,
+                    started,
                 },
             ) if pc_id == pdv.presentation_context_id => {
                 if let Sink::Store(r) = &mut sink {
                     r.push(pdv.data).await;
                 }
                 if pdv.is_last {
-                    self.complete(assoc, pc_id, command, sink).await
+                    self.complete(assoc, pc_id, command, sink, started).await
                 } else {
                     self.state = State::Data {
                         pc_id,
                         command,
                         sink,
+                        started,
                     };
                     Ok(())
                 }
@@ -545,6 +559,7 @@ impl Session<'_> {
                 pc_id,
                 command,
                 sink,
+                started: std::time::Instant::now(),
             };
             return Ok(());
         }
@@ -575,6 +590,7 @@ impl Session<'_> {
         pc_id: u8,
         command: Command,
         sink: Sink,
+        started: std::time::Instant,
     ) -> Result<(), String> {
         match sink {
             Sink::Store(receiving) => {
@@ -582,7 +598,14 @@ impl Session<'_> {
                 if outcome == Outcome::Aborted {
                     return Err("data set abandoned".into());
                 }
-                respond(assoc, pc_id, &command, outcome.status(), outcome.comment()).await
+                let sent =
+                    respond(assoc, pc_id, &command, outcome.status(), outcome.comment()).await;
+                self.scp.metrics.instance_received(
+                    outcome.status(),
+                    &self.source,
+                    started.elapsed(),
+                );
+                sent
             }
             Sink::Drain => self.unrecognized(assoc, pc_id, &command).await,
         }

@@ -10,6 +10,7 @@ mod durability;
 mod http_api;
 mod http_auth;
 mod ingest;
+mod metrics;
 mod reports;
 mod watchdog;
 mod web;

@@ -12,19 +12,19 @@ use crate::harness::*;
 
 /// UIDs of this file's studies live under this root.
 const ROOT: &str = "1.2.826.0.1.3680043.10.1661.77";
-const PATIENT: &str = "RXX1000001";
+pub(crate) const PATIENT: &str = "RXX1000001";
 
 /// An ACK as `mllp_send` printed it.
 #[derive(Debug)]
-struct Ack {
-    code: String,
-    control_id: String,
-    text: String,
+pub(crate) struct Ack {
+    pub code: String,
+    pub control_id: String,
+    pub text: String,
 }
 
 /// A fixture from tests/data/hl7 with its placeholders filled in and its
 /// segments ended by CR, as a RIS sends them.
-fn fixture(name: &str, subs: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn fixture(name: &str, subs: &[(&str, &str)]) -> Vec<u8> {
     let mut bytes = std::fs::read(repo().join("tests/data/hl7").join(name)).expect("fixture");
     for (key, value) in subs {
         bytes = replace(
@@ -64,7 +64,7 @@ fn replace(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
 }
 
 /// Every placeholder, filled from a few values.
-fn subs<'a>(
+pub(crate) fn subs<'a>(
     control_id: &'a str,
     study_uid: &'a str,
     accession: &'a str,
@@ -85,7 +85,7 @@ fn subs<'a>(
 
 /// Sends the messages with `mllp_send` on one connection, one after the
 /// other, each waiting for its ACK; returns the ACKs in order.
-fn mllp_send(port: u16, dir: &Path, messages: &[Vec<u8>]) -> Vec<Ack> {
+pub(crate) fn mllp_send(port: u16, dir: &Path, messages: &[Vec<u8>]) -> Vec<Ack> {
     let file = dir.join(format!("messages-{}.mllp", rand_suffix()));
     let mut framed = Vec::new();
     for m in messages {
@@ -108,7 +108,7 @@ fn mllp_send(port: u16, dir: &Path, messages: &[Vec<u8>]) -> Vec<Ack> {
     acks
 }
 
-fn rand_suffix() -> String {
+pub(crate) fn rand_suffix() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -118,7 +118,7 @@ fn rand_suffix() -> String {
     )
 }
 
-fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
+pub(crate) fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
     let mut acks = Vec::new();
     for frame in stdout.split(|&b| b == 0x0B).skip(1) {
         let body = frame.split(|&b| b == 0x1C).next().unwrap_or(&[]);
@@ -140,7 +140,7 @@ fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
 }
 
 /// Writes one CT instance of a study and sends it with DCMTK storescu.
-fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: &str) {
+pub(crate) fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: &str) {
     let dir = gw.dir.path().join(format!("images-{}", rand_suffix()));
     let out = python(
         "tests/peers/make_study.py",
@@ -159,7 +159,7 @@ fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: &str) {
     storescu(gw, &PathBuf::from(file));
 }
 
-fn storescu(gw: &TestGateway, file: &Path) {
+pub(crate) fn storescu(gw: &TestGateway, file: &Path) {
     let out = dcmtk(
         "storescu",
         &[
