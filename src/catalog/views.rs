@@ -401,8 +401,9 @@ mod tests {
         }
     }
 
-    /// 30 studies: every third without a deadline, deadlines spread with
-    /// ties, modalities CT/MR, two sources.
+    /// 34 studies: every third of the first 30 without a deadline,
+    /// deadlines spread with ties, modalities CT/MR, two sources; the last
+    /// four tied on deadline and first receipt.
     fn seeded() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(&dir.path().join("c.sqlite"), false).expect("open");
@@ -423,6 +424,19 @@ mod tests {
                 // deadline order differs from the receipt order.
                 deadline: (n % 3 != 0)
                     .then(|| t0 + SignedDuration::from_hours(i64::from(100 - n / 2))),
+            });
+        }
+        // Four more tied on deadline and receipt: only the UID orders them.
+        let tied_at = t0 + SignedDuration::from_hours(40);
+        for n in 30..34u32 {
+            store
+                .record_instance(&instance(n, "CT", "ed", tied_at))
+                .expect("record");
+            updates.push(DeadlineUpdate {
+                study_uid: format!("1.2.3.{n}"),
+                rule: None,
+                no_report_needed: false,
+                deadline: Some(t0 + SignedDuration::from_hours(90)),
             });
         }
         store.set_deadlines(&updates).expect("deadlines");
@@ -457,7 +471,7 @@ mod tests {
     fn pages_walk_every_study_once_in_deadline_order_nulls_last() {
         let (_dir, store) = seeded();
         let now = ts("2026-11-03T00:00:00Z");
-        for limit in [1, 4, 7, 29, 30, 31] {
+        for limit in [1, 2, 4, 7, 33, 34, 35] {
             let rows = walk(
                 &store,
                 &StudyQuery {
@@ -466,7 +480,7 @@ mod tests {
                 },
                 now,
             );
-            assert_eq!(rows.len(), 30, "limit {limit}");
+            assert_eq!(rows.len(), 34, "limit {limit}");
             let keys: Vec<_> = rows.iter().map(sort_key).collect();
             let mut sorted = keys.clone();
             sorted.sort();
@@ -488,7 +502,9 @@ mod tests {
             after: None,
         };
         let rows = walk(&store, &q, now);
-        let expected: Vec<u32> = (0..30).filter(|n| n % 2 == 0 && n % 5 != 0).collect();
+        let expected: Vec<u32> = (0..34)
+            .filter(|n| *n >= 30 || (n % 2 == 0 && n % 5 != 0))
+            .collect();
         assert_eq!(rows.len(), expected.len());
         assert!(
             rows.iter()
@@ -561,30 +577,31 @@ mod tests {
     #[test]
     fn backlog_counts_waiting_studies_by_age_modality_and_source() {
         let (_dir, store) = seeded();
-        // Studies were received hourly from 2026-11-01T00:00 (n = 0..29).
+        // Studies were received hourly from 2026-11-01T00:00 (n = 0..29),
+        // and four at 2026-11-02T16:00 (later than `now`: the youngest bucket).
         let now = ts("2026-11-02T05:00:00Z");
         let stats = store.backlog_stats(now).expect("stats");
-        assert_eq!(stats.unreported, 30);
+        assert_eq!(stats.unreported, 34);
         // Received at or before now - 24h (05:00 on the 1st): n = 0..=5.
         assert_eq!(
             stats.by_age,
-            [("<24h", 24), ("24h-7d", 6), ("7d-28d", 0), (">28d", 0)]
+            [("<24h", 28), ("24h-7d", 6), ("7d-28d", 0), (">28d", 0)]
         );
         assert_eq!(stats.no_deadline, 10);
         assert_eq!(
             stats.by_modality,
-            [(Some("CT".to_owned()), 15), (Some("MR".to_owned()), 15)]
+            [(Some("CT".to_owned()), 19), (Some("MR".to_owned()), 15)]
         );
         assert_eq!(
             stats.by_source,
-            [("ed".to_owned(), 24), ("other-trust".to_owned(), 6)]
+            [("ed".to_owned(), 28), ("other-trust".to_owned(), 6)]
         );
         assert_eq!(stats.overdue, 0);
         let later = store
             .backlog_stats(ts("2026-11-20T00:00:00Z"))
             .expect("stats");
-        assert_eq!(later.overdue, 20);
-        assert_eq!(later.by_age[2], ("7d-28d", 30));
+        assert_eq!(later.overdue, 24);
+        assert_eq!(later.by_age[2], ("7d-28d", 34));
     }
 
     #[test]

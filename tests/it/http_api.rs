@@ -35,7 +35,25 @@ fn hours(h: i64) -> SignedDuration {
     SignedDuration::from_hours(h)
 }
 
-/// A web app whose tokens file names [`HOLDER`] with [`TOKEN`].
+/// The dashboard user of the session tests, and their password.
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse battery";
+
+/// An Argon2id hash with the smallest parameters, so that signing in costs
+/// little in a debug build.
+fn cheap_hash(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(8, 1, 1, None).expect("params");
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"api test salt 16").expect("salt");
+    argon
+        .hash_password(password.as_bytes(), &salt)
+        .expect("hash")
+        .to_string()
+}
+
+/// A web app whose tokens file names [`HOLDER`] with [`TOKEN`], and whose
+/// users file names [`USER`].
 struct Api {
     app: WebApp,
     _secrets: tempfile::TempDir,
@@ -47,7 +65,16 @@ impl Api {
         let tokens = secrets.path().join("tokens");
         let digest = hex::encode(sha2::Sha256::digest(TOKEN.as_bytes()));
         std::fs::write(&tokens, format!("{HOLDER}:{digest}\n")).expect("tokens file");
-        let app = WebApp::new(&format!("tokens_file = \"{}\"", tokens.display()), "");
+        let users = secrets.path().join("users");
+        std::fs::write(&users, format!("{USER}:{}\n", cheap_hash(PASSWORD))).expect("users file");
+        let app = WebApp::new(
+            &format!(
+                "tokens_file = \"{}\"\nusers_file = \"{}\"",
+                tokens.display(),
+                users.display()
+            ),
+            "",
+        );
         assert_eq!(app.now(), ts(NOW));
         Api {
             app,
@@ -250,15 +277,19 @@ async fn walk(api: &Api, query: &str) -> (Vec<String>, usize) {
 }
 
 /// 23 unreported studies: deadlines with ties (same deadline, different
-/// receipt; same deadline and receipt, different UID), some overdue, some
-/// without a deadline; plus a reported and a no-report-needed study.
+/// receipt; same deadline and receipt, told apart by UID only), some
+/// overdue, some without a deadline; plus a reported and a
+/// no-report-needed study.
 /// Returns the expected worklist order of the unreported ones, computed
 /// from the seeded values.
 fn seed_worklist(store: &mut Store) -> Vec<String> {
     let now = ts(NOW);
     let mut expected: Vec<(bool, Option<Timestamp>, Timestamp, String)> = Vec::new();
     for n in 0..23u32 {
-        let received = now - hours(48) + hours(i64::from(n % 7));
+        // Pairs (2k, 2k + 1) share a receipt time, except where n % 6 == 5.
+        let received = now - hours(48)
+            + hours(i64::from((n / 2) % 3))
+            + if n % 6 == 5 { hours(1) } else { hours(0) };
         let modality = if n % 3 == 0 { "MR" } else { "CT" };
         let source = if n % 4 == 0 { "other-trust" } else { "ed" };
         let study = record(
@@ -279,6 +310,18 @@ fn seed_worklist(store: &mut Store) -> Vec<String> {
         set_deadline(store, &study, deadline, false);
         expected.push((deadline.is_none(), deadline, received, study));
     }
+    let full_ties = expected
+        .iter()
+        .filter(|a| {
+            expected
+                .iter()
+                .any(|b| a.1.is_some() && a.1 == b.1 && a.2 == b.2 && a.3 != b.3)
+        })
+        .count();
+    assert!(
+        full_ties >= 4,
+        "the seed has studies tied on deadline and receipt"
+    );
     let reported = record(
         store,
         Seed {
@@ -1225,4 +1268,101 @@ async fn the_cli_study_json_and_the_api_print_one_shape() {
     assert!(out.status.success(), "{}", crate::harness::show(&out));
     let from_cli: Value = serde_json::from_slice(&out.stdout).expect("CLI JSON");
     assert_eq!(from_cli, from_api);
+}
+
+/// Signs [`USER`] in on the dashboard: the session cookie to send back, and
+/// the session's CSRF token (from the sign-in page's sign-out form).
+async fn session(api: &Api) -> (String, String) {
+    let answer = api
+        .app
+        .post_form(
+            "/login",
+            &[("user", USER), ("password", PASSWORD), ("next", "/")],
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    let cookie = answer
+        .header("set-cookie")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_owned();
+    let page = api.app.get("/login", &[("cookie", &cookie)]).await;
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.body.find(marker).expect("a CSRF token on the page") + marker.len();
+    let len = page.body[start..].find('"').expect("end of the token");
+    (cookie, page.body[start..start + len].to_owned())
+}
+
+#[tokio::test]
+async fn a_session_write_needs_its_csrf_token_and_is_made_by_the_user() {
+    let api = Api::new();
+    let (_study, alarm) = one_open_alarm(&api);
+    let (cookie, token) = session(&api).await;
+    let path = format!("/api/alarms/{alarm}/ack");
+    let body = json!({"reason": "looking now"});
+
+    let without = api
+        .app
+        .post_json(&path, &body, &[("cookie", &cookie)])
+        .await;
+    assert_error(&without, StatusCode::FORBIDDEN, "CSRF");
+    let wrong = api
+        .app
+        .post_json(
+            &path,
+            &body,
+            &[
+                ("cookie", &cookie),
+                ("x-csrf-token", &"0".repeat(token.len())),
+            ],
+        )
+        .await;
+    assert_error(&wrong, StatusCode::FORBIDDEN, "CSRF");
+    let cross_site = api
+        .app
+        .post_json(
+            &path,
+            &body,
+            &[
+                ("cookie", &cookie),
+                ("x-csrf-token", &token),
+                ("sec-fetch-site", "cross-site"),
+            ],
+        )
+        .await;
+    assert_error(&cross_site, StatusCode::FORBIDDEN, "another site");
+    assert_eq!(api.store().alarm(alarm).unwrap().unwrap().state, "open");
+
+    let answer = api
+        .app
+        .post_json(
+            &path,
+            &body,
+            &[("cookie", &cookie), ("x-csrf-token", &token)],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.json()["acknowledged_by"], USER);
+    let audit = api.store().audit(None, None).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "alarm_acknowledged" && a.actor == USER),
+        "{audit:?}"
+    );
+
+    // A report entered through the session is recorded by the user too.
+    let created = api
+        .app
+        .post_json(
+            "/api/reports",
+            &json!({"accession_number": "ACC-7", "status": "final"}),
+            &[("cookie", &cookie), ("x-csrf-token", &token)],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.json()["recorded_by"], USER);
 }
