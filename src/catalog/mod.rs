@@ -24,6 +24,7 @@
 //! deadline. It stores what it is told and answers questions about it.
 
 mod alarms;
+pub mod dashboard;
 mod figures;
 mod handle;
 mod readers;

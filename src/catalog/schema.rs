@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -380,6 +380,23 @@ CREATE INDEX studies_worklist
     ON studies (deadline, first_received_at, study_uid, source, modalities,
                 reported_at, no_report_needed)
     WHERE reported_at IS NULL AND no_report_needed = 0;
+"#;
+
+/// Version 5: the dashboard's indexes (`catalog/dashboard.rs`).
+///
+/// - `studies_by_reported`: studies by the time their formal report came,
+///   carrying their first receipt, for the backlog's history (how many
+///   waited at the end of each of the last 30 days needs the studies
+///   reported since then) and for figures of reports since a time. Partial:
+///   studies still waiting (the ones receiving instances) are not in it, so
+///   ingest does not maintain it.
+/// - `outbox_failed`: notifications given up on, which the dashboard shows
+///   until someone looks, among the many sent.
+const V5: &str = r#"
+CREATE INDEX studies_by_reported
+    ON studies (reported_at, first_received_at, no_report_needed)
+    WHERE reported_at IS NOT NULL;
+CREATE INDEX outbox_failed ON outbox (id) WHERE state = 'failed';
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

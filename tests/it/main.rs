@@ -6,6 +6,7 @@ mod harness;
 
 mod association;
 mod cli;
+mod dashboard;
 mod durability;
 mod http_api;
 mod http_auth;
