@@ -3,7 +3,7 @@
 # drive when they are missing: DCMTK, strace, python3-hl7 (for its
 # mllp_send), python3-aiosmtpd (a real SMTP server), openssl (test
 # certificates), chromium and chromium-driver (the dashboard's browser test)
-# from Debian packages, pynetdicom (with pydicom) from PyPI.
+# from Debian packages, pynetdicom (with pydicom) and selenium from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,12 @@ fi
 if ! python3 -c 'import pynetdicom, pydicom, numpy; assert pydicom.__version__ == "3.0.2"' 2>/dev/null; then
   echo "installing from PyPI: pynetdicom pydicom numpy"
   python3 -m pip install --quiet --disable-pip-version-check 'pynetdicom==3.0.4' 'pydicom==3.0.2' numpy
+fi
+# Selenium's WebDriver client drives Debian's chromium-driver (never a
+# downloaded driver) in the dashboard's browser test.
+if ! python3 -c 'import selenium' 2>/dev/null; then
+  echo "installing from PyPI: selenium"
+  python3 -m pip install --quiet --disable-pip-version-check 'selenium==4.51.0'
 fi
 
 # The corpus is committed; its generator must still reproduce it byte for

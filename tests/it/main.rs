@@ -5,6 +5,7 @@
 mod harness;
 
 mod association;
+mod browser;
 mod cli;
 mod dashboard;
 mod durability;
