@@ -780,10 +780,12 @@ async fn alarms_page_offers_an_acknowledge_form_per_alarm_and_lists_alerts() {
         "name=\"for\"",
         "<option value=\"\">Until resolved</option>",
         "type=\"hidden\" name=\"csrf\"",
-        "You will be asked to sign in first.",
     ] {
         assert!(open.contains(field), "{field}: {open}");
     }
+    // Nobody is signed in: the page says how to, once.
+    assert_eq!(body.matches("class=\"signin-note\"").count(), 1);
+    assert!(body.contains("<a href=\"/login?next=/alarms\">Sign in</a> to acknowledge"));
     let alerts = &body[body.find("id=\"failsafe-alerts\"").unwrap()
         ..body.find("id=\"acknowledged-alarms\"").unwrap()];
     assert!(
@@ -955,6 +957,13 @@ async fn form_mistakes_are_answered_with_html_pages() {
             answer.body
         );
     }
+    // A query string that cannot be read is a page too.
+    let answer = dash.app.get("/?modality=CT&modality=MR", &[]).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(
+        answer.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     assert_eq!(dash.store().alarm(alarm).unwrap().unwrap().state, "open");
 }
 

@@ -3,14 +3,14 @@
 //! `POST /alarms/{id}/ack` and `POST /reports/{id}/acknowledge` take those
 //! forms.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Ctx, Nav, Page, PageError};
-use super::{HtmlForm, format, here, parse_id, poster, see_other};
+use super::{HtmlForm, HtmlQuery, format, here, parse_id, poster, see_other};
 use crate::catalog::dashboard::AlarmCounts;
 use crate::catalog::{AlarmRow, ReportRow};
 use crate::http::auth::{Actor, Viewer};
@@ -61,7 +61,7 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     uri: Uri,
-    Query(params): Query<Params>,
+    HtmlQuery(params): HtmlQuery<Params>,
 ) -> Result<Response, PageError> {
     let ctx = Ctx::new(&state, viewer);
     let open_before = cursor(&params.open_before);
@@ -88,8 +88,10 @@ pub async fn page(
         })
         .await?;
     let flash = flash(&ctx, &data);
+    let here = here(&uri);
     let main = html! {
         h1 { "Alarms" }
+        (ctx.sign_in_note(&here, "acknowledge alarms and alerts"))
         ul.figures {
             li.figure.(if data.counts.open > 0 { "bad" } else { "good" }) #count-open {
                 span.value { (format::count(data.counts.open)) }
@@ -141,7 +143,7 @@ pub async fn page(
     Ok(Page {
         title: "Alarms".to_owned(),
         nav: Nav::Alarms,
-        here: here(&uri),
+        here,
         has_input: true,
         flash,
         ctx: &ctx,
@@ -279,9 +281,6 @@ fn ack_form(ctx: &Ctx, a: &AlarmRow) -> Markup {
                 }
                 div.field { button type="submit" { "Acknowledge" } }
             }
-            @if ctx.viewer.user.is_none() {
-                p.hint { "You will be asked to sign in first." }
-            }
         }
     }
 }
@@ -324,9 +323,6 @@ fn alert_card(ctx: &Ctx, r: &ReportRow) -> Markup {
                         input #(note_id) type="text" name="note" required maxlength=(MAX_TEXT) size="40" autocomplete="off";
                     }
                     div.field { button type="submit" { "Acknowledge the alert" } }
-                }
-                @if ctx.viewer.user.is_none() {
-                    p.hint { "You will be asked to sign in first." }
                 }
             }
         }

@@ -142,6 +142,9 @@ fn refresh(state: &AppState, ends: Vec<Timestamp>) {
     }
     let readers = state.readers.clone();
     tokio::spawn(async move {
+        // Cleared however this task ends (even cancelled or panicking), so
+        // that a later page can start another count.
+        let _done = Refreshing(catalog.clone());
         let wanted = ends.clone();
         match readers
             .read(move |store| store.backlog_history(&wanted, None))
@@ -149,13 +152,21 @@ fn refresh(state: &AppState, ends: Vec<Timestamp>) {
         {
             Ok(counts) => remember(&catalog, &ends, &counts),
             Err(e) => {
-                tracing::warn!(error = %e, "dashboard: counting the backlog's history failed")
+                tracing::warn!(error = %e, "dashboard: counting the backlog's history failed");
             }
         }
-        if let Some(c) = counted().iter_mut().find(|c| c.catalog == catalog) {
+    });
+}
+
+/// Marks the end of a background count for its catalog when dropped.
+struct Refreshing(PathBuf);
+
+impl Drop for Refreshing {
+    fn drop(&mut self) {
+        if let Some(c) = counted().iter_mut().find(|c| c.catalog == self.0) {
             c.refreshing = false;
         }
-    });
+    }
 }
 
 /// The chart's points as of `now`: past days from the cache where known,

@@ -81,7 +81,7 @@ pub async fn page(
             }
             li.figure #studies-today {
                 span.value { (format::count(data.today.studies)) }
-                span.label { "studies received into today (" (format::count(data.today.new_studies)) " new)" }
+                span.label { "studies that received instances today (" (format::count(data.today.new_studies)) " new)" }
             }
             li.figure.(if data.today.rejected > 0 { "bad" } else { "good" }) #rejected-today {
                 span.value { (format::count(data.today.rejected)) }

@@ -47,6 +47,17 @@ impl Ctx {
         html! { (self.time(ts)) " " span.ago { "(" (format::ago(ts, self.now)) ")" } }
     }
 
+    /// A note for someone not signed in, where a page has forms that write.
+    pub fn sign_in_note(&self, here: &str, what: &str) -> Markup {
+        html! {
+            @if self.viewer.user.is_none() {
+                p.signin-note {
+                    a href=(login_href(here)) { "Sign in" } " to " (what) ": your name is recorded with each."
+                }
+            }
+        }
+    }
+
     /// The hidden CSRF field every form that writes carries (empty when
     /// nobody is signed in: the write then asks them to sign in).
     pub fn csrf_field(&self) -> Markup {

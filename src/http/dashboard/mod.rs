@@ -38,7 +38,8 @@ mod study;
 mod worklist;
 
 use axum::Router;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -80,6 +81,27 @@ where
             Err(e) => Err(PageError::new(
                 StatusCode::BAD_REQUEST,
                 format!("The form could not be read: {}", e.body_text()),
+            )),
+        }
+    }
+}
+
+/// A query string whose rejection is an HTML error page.
+pub struct HtmlQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for HtmlQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(HtmlQuery(value)),
+            Err(e) => Err(PageError::new(
+                StatusCode::BAD_REQUEST,
+                format!("The address could not be read: {}", e.body_text()),
             )),
         }
     }

@@ -3,7 +3,7 @@
 //! report by hand. `POST /reports/{id}/confirm` and `POST /reports` take
 //! the forms.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use jiff::Timestamp;
@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Ctx, Nav, Page, PageError};
-use super::{HtmlForm, format, here, parse_id, poster, see_other};
+use super::{HtmlForm, HtmlQuery, format, here, parse_id, poster, see_other};
 use crate::catalog::dashboard::{PendingLink, UnmatchedPage};
 use crate::catalog::{ReportOrigin, ReportRow, StudyRow};
 use crate::http::auth::{Actor, Viewer};
@@ -60,7 +60,7 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     uri: Uri,
-    Query(params): Query<Params>,
+    HtmlQuery(params): HtmlQuery<Params>,
 ) -> Result<Response, PageError> {
     let ctx = Ctx::new(&state, viewer);
     let after = decode_cursor(&params.after);
@@ -91,8 +91,10 @@ pub async fn page(
         next,
         total,
     } = &data.unmatched;
+    let here = here(&uri);
     let main = html! {
         h1 { "Reports" }
+        (ctx.sign_in_note(&here, "decide links and record reports"))
         ul.figures {
             li.figure.(if data.links.is_empty() { "good" } else { "warn" }) #count-probable {
                 span.value { (format::count(data.links.len() as u64)) @if data.links.len() == LINKS { "+" } }
@@ -160,7 +162,7 @@ pub async fn page(
     Ok(Page {
         title: "Reports".to_owned(),
         nav: Nav::Reports,
-        here: here(&uri),
+        here,
         has_input: true,
         flash,
         ctx: &ctx,
@@ -249,9 +251,6 @@ fn link_card(ctx: &Ctx, l: &PendingLink) -> Markup {
                     button type="submit" name="decision" value="confirm" { "Confirm: it belongs to this study" }
                     button.danger type="submit" name="decision" value="reject" { "Reject: not this study" }
                 }
-                @if ctx.viewer.user.is_none() {
-                    p.hint { "You will be asked to sign in first." }
-                }
             }
         }
     }
@@ -288,9 +287,6 @@ fn manual_form(ctx: &Ctx) -> Markup {
                     input #link-time type="datetime-local" name="time";
                 }
                 div.field { button type="submit" { "Record the report" } }
-            }
-            @if ctx.viewer.user.is_none() {
-                p.hint { "You will be asked to sign in first." }
             }
         }
     }

@@ -6,7 +6,7 @@
 //! overdue, due soon (deadline within [`DUE_SOON`]), or waiting. At the top:
 //! how big the backlog is and how old, and how it has moved over 30 days.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::Uri;
 use axum::response::Response;
 use jiff::{SignedDuration, Timestamp};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::backlog;
 use super::layout::{Ctx, Nav, Page, PageError};
-use super::{format, here};
+use super::{HtmlQuery, format, here};
 use crate::catalog::dashboard::StudyAlarm;
 use crate::catalog::views::{BacklogStats, StudyCursor, StudyQuery};
 use crate::catalog::{StudyRow, StudyState};
@@ -123,7 +123,7 @@ pub async fn page(
     State(state): State<AppState>,
     viewer: Viewer,
     uri: Uri,
-    Query(params): Query<Params>,
+    HtmlQuery(params): HtmlQuery<Params>,
 ) -> Result<Response, PageError> {
     let ctx = Ctx::new(&state, viewer);
     let overdue_only = params.state.as_deref() == Some("overdue");
@@ -158,10 +158,11 @@ pub async fn page(
         h1 { "Worklist" }
         p.lead { "Every study still waiting for its formal report, the nearest deadline first." }
         (figures(&data.stats))
-        (backlog::figure(&history, &ctx))
         (filters(&query, &data.stats, overdue_only))
         (table(&ctx, &data.rows, &data.alarms))
         (pager(&query, overdue_only, data.next.as_ref(), after.is_some()))
+        h2 #backlog-heading { "How the backlog has moved" }
+        (backlog::figure(&history, &ctx))
     };
     Ok(Page {
         title: "Worklist".to_owned(),
