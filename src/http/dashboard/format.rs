@@ -77,6 +77,34 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// `n` and the noun, singular or plural: "1 instance", "2,000 instances".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
+/// A DICOM study date (DA, `YYYYMMDD`) and time (TM, `HHMMSS.FFFFFF`) as
+/// people write them ("20 Nov 2026 10:15"), in the site's local time as
+/// the modality recorded them. Anything unreadable is shown as it came.
+pub fn dicom_date_time(date: Option<&str>, time: Option<&str>) -> String {
+    let Some(date) = date.map(str::trim).filter(|d| !d.is_empty()) else {
+        return "—".to_owned();
+    };
+    let Ok(day) = jiff::civil::Date::strptime("%Y%m%d", date) else {
+        return format!("{date} {}", time.unwrap_or("")).trim().to_owned();
+    };
+    let mut text = day.strftime("%-d %b %Y").to_string();
+    let digits: String = time
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if digits.len() >= 4 {
+        text.push_str(&format!(" {}:{}", &digits[..2], &digits[2..4]));
+    }
+    text
+}
+
 /// A size in bytes with SI units: "412.3 GB".
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["bytes", "kB", "MB", "GB", "TB", "PB"];
@@ -203,6 +231,17 @@ mod tests {
         assert_eq!(count(1_000_000), "1,000,000");
         assert_eq!(bytes(512), "512 bytes");
         assert_eq!(bytes(412_300_000_000), "412.3 GB");
+    }
+
+    #[test]
+    fn dicom_dates_read_as_people_write_them() {
+        assert_eq!(dicom_date_time(Some("20261120"), Some("101500")), "20 Nov 2026 10:15");
+        assert_eq!(dicom_date_time(Some("20261120"), Some("0930")), "20 Nov 2026 09:30");
+        assert_eq!(dicom_date_time(Some("20261120"), None), "20 Nov 2026");
+        assert_eq!(dicom_date_time(Some("2026-11"), Some("10")), "2026-11 10");
+        assert_eq!(dicom_date_time(None, Some("101500")), "—");
+        assert_eq!(plural(1, "instance", "instances"), "1 instance");
+        assert_eq!(plural(2000, "instance", "instances"), "2,000 instances");
     }
 
     #[test]

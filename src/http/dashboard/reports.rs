@@ -209,7 +209,7 @@ fn study_facts(ctx: &Ctx, uid: &str, s: Option<&StudyRow>) -> Markup {
             @if let Some(s) = s {
                 dt { "Patient ID" } dd { (s.patient_id.as_deref().unwrap_or("—")) }
                 dt { "Accession" } dd { (s.accession_number.as_deref().unwrap_or("—")) }
-                dt { "Study date" } dd { (s.study_date.as_deref().unwrap_or("—")) }
+                dt { "Study date" } dd { (format::dicom_date_time(s.study_date.as_deref(), s.study_time.as_deref())) }
                 dt { "Modality" } dd { (s.modalities.join(", ")) }
                 dt { "Description" } dd { (s.study_description.as_deref().unwrap_or("—")) }
                 dt { "Received" } dd { (ctx.time_ago(s.first_received_at)) }
@@ -226,7 +226,7 @@ fn link_card(ctx: &Ctx, l: &PendingLink) -> Markup {
                 h3 { "Report " (r.id) " → study " (l.study.as_ref().and_then(|s| s.accession_number.as_deref()).unwrap_or(&l.study_uid)) }
                 span.state.warn { "? Probable" }
             }
-            div.fields {
+            div.columns {
                 div {
                     h4 { "The report" }
                     dl.facts {

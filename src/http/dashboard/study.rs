@@ -90,7 +90,7 @@ pub async fn page(
             span #study-state { (state_label(row_state, data.live.as_ref())) }
         }
         p.lead.mono #study-uid { (s.study_uid) }
-        div.fields {
+        div.columns {
             section.panel #deadline aria-labelledby="deadline-title" {
                 h2 #deadline-title { "Deadline" }
                 dl.facts {
@@ -129,7 +129,7 @@ pub async fn page(
                         (s.accession_number.as_deref().unwrap_or("—"))
                         @if let Some(i) = &s.issuer_of_accession { " (" (i) ")" }
                     }
-                    dt { "Study date" } dd { (s.study_date.as_deref().unwrap_or("—")) " " (s.study_time.as_deref().unwrap_or("")) }
+                    dt { "Study date" } dd { (format::dicom_date_time(s.study_date.as_deref(), s.study_time.as_deref())) }
                     dt { "Description" } dd #study-description { (s.study_description.as_deref().unwrap_or("—")) }
                     dt { "Modality" } dd { (s.modalities.join(", ")) }
                     dt { "Source" } dd { (s.source) " (calling AE " span.mono { (s.calling_ae) } ")" }
@@ -137,7 +137,7 @@ pub async fn page(
                     @if let Some(r) = &s.referring_physician { dt { "Referrer" } dd { (r) } }
                     dt { "First received" } dd { (ctx.time_ago(s.first_received_at)) }
                     dt { "Last received" } dd { (ctx.time_ago(s.last_received_at)) }
-                    dt { "Received" } dd { (format::count(s.instance_count)) " instances in " (format::count(s.series_count)) " series" }
+                    dt { "Received" } dd { (format::plural(s.instance_count, "instance", "instances")) " in " (format::count(s.series_count)) " series" }
                 }
             }
         }
