@@ -235,8 +235,14 @@ mod tests {
 
     #[test]
     fn dicom_dates_read_as_people_write_them() {
-        assert_eq!(dicom_date_time(Some("20261120"), Some("101500")), "20 Nov 2026 10:15");
-        assert_eq!(dicom_date_time(Some("20261120"), Some("0930")), "20 Nov 2026 09:30");
+        assert_eq!(
+            dicom_date_time(Some("20261120"), Some("101500")),
+            "20 Nov 2026 10:15"
+        );
+        assert_eq!(
+            dicom_date_time(Some("20261120"), Some("0930")),
+            "20 Nov 2026 09:30"
+        );
         assert_eq!(dicom_date_time(Some("20261120"), None), "20 Nov 2026");
         assert_eq!(dicom_date_time(Some("2026-11"), Some("10")), "2026-11 10");
         assert_eq!(dicom_date_time(None, Some("101500")), "—");

@@ -49,22 +49,36 @@ pub async fn page(
         .checked_sub(SignedDuration::from_hours(WINDOW_HOURS))
         .unwrap_or(ctx.now);
     let storage = state.config.storage.path.clone();
-    let data = state
-        .readers
-        .read(move |store| {
-            Ok(Data {
-                today: store.ingest_since(midnight, 10)?,
-                conflicts: store.recent_conflicts(5)?,
-                callers: store.callers_since(window)?,
-                last_hl7: store.last_hl7_message_at()?,
-                senders: store.hl7_senders_since(window)?,
-                outbox: store.outbox_health(5)?,
-                // statvfs blocks briefly: it runs here, on the reader's
-                // blocking thread, too.
-                free: crate::storage::free_bytes(&storage).map_err(|e| e.to_string()),
-            })
-        })
-        .await?;
+    // Two halves on two read connections at once: the DICOM side and the
+    // HL7 and notification side each read a day of rows.
+    let dicom = state.readers.read(move |store| {
+        Ok((
+            store.ingest_since(midnight, 10)?,
+            store.recent_conflicts(5)?,
+            store.callers_since(window)?,
+            // statvfs blocks briefly: it runs here, on the reader's
+            // blocking thread, too.
+            crate::storage::free_bytes(&storage).map_err(|e| e.to_string()),
+        ))
+    });
+    let feeds = state.readers.read(move |store| {
+        Ok((
+            store.last_hl7_message_at()?,
+            store.hl7_senders_since(window)?,
+            store.outbox_health(5)?,
+        ))
+    });
+    let (dicom, feeds) = tokio::join!(dicom, feeds);
+    let ((today, conflicts, callers, free), (last_hl7, senders, outbox_health)) = (dicom?, feeds?);
+    let data = Data {
+        today,
+        conflicts,
+        callers,
+        last_hl7,
+        senders,
+        outbox: outbox_health,
+        free,
+    };
     let floor = state.config.storage.min_free_bytes;
     let peers = &state.config.dicom.peers;
     let silent: Vec<_> = peers
