@@ -259,6 +259,9 @@ fn filters(q: &StudyQuery, s: &BacklogStats, overdue_only: bool) -> Markup {
                     div.field { a.button.secondary href="/" { "Clear" } }
                 }
             }
+            @if !modality.is_empty() || !source.is_empty() || overdue_only {
+                p.hint #filtered { "The list is filtered; the figures above and the chart are for the whole backlog." }
+            }
         }
     }
 }
