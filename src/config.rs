@@ -23,11 +23,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod forward;
 mod http;
 mod notify;
 mod reports;
 mod watchdog;
 
+pub use forward::{Destination, Forward, Match};
 pub use http::Http;
 pub use notify::{
     ChannelConfig, ChannelKind, Email, Identifier, Notify, PAGERDUTY_URL, Security, Smtp, SmtpAuth,
@@ -159,6 +161,8 @@ pub struct Config {
     pub watchdog: Watchdog,
     /// `[http]`.
     pub http: Http,
+    /// `[forward]`.
+    pub forward: Forward,
     /// The file this was loaded from; `None` when built from a string.
     pub source_path: Option<PathBuf>,
 }
@@ -380,6 +384,7 @@ impl Config {
             notify: notify::to_file(&self.notify),
             watchdog: watchdog::to_file(&self.watchdog),
             http: http::to_file(&self.http),
+            forward: forward::to_file(&self.forward),
         }
     }
 }
@@ -417,6 +422,8 @@ struct FileConfig {
     watchdog: watchdog::FileWatchdog,
     #[serde(default)]
     http: http::FileHttp,
+    #[serde(default)]
+    forward: forward::FileForward,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -627,6 +634,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
     let notify = notify::validate(&file.notify, &mut problems);
     let watchdog = watchdog::validate(&file.watchdog, &mut problems);
     let http = http::validate(&file.http, &mut problems);
+    let forward = forward::validate(&file.forward, &mut problems);
     for (key, name) in watchdog.channel_references() {
         if notify.channel(&name).is_none() {
             problems.push(
@@ -652,6 +660,7 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
         notify,
         watchdog,
         http,
+        forward,
         source_path: None,
     })
 }
@@ -1639,6 +1648,7 @@ mod tests {
         assert!(c.catalog.path.starts_with("/var/lib/studywatch"));
         assert!(c.dicom.peers.len() >= 2);
         assert!(c.dicom.peers.iter().any(|p| p.source == "trust-b"));
+        assert_eq!(c.forward.destinations.len(), 2);
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     }
 }
