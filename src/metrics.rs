@@ -42,6 +42,17 @@ pub struct SourceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestinationLabels {
+    pub destination: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForwardedLabels {
+    pub destination: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BucketLabels {
     pub age: String,
 }
@@ -101,6 +112,11 @@ pub struct Metrics {
     pub hl7_duplicates: Counter,
     pub hl7_connections_active: Gauge,
     pub notifications: Family<OutcomeLabels, Counter>,
+    pub forward_queue_depth: Family<DestinationLabels, Gauge>,
+    pub forwarded: Family<ForwardedLabels, Counter>,
+    /// The configured destinations, so that each shows a depth (0 when
+    /// nothing waits) and a destination's gauge drops to 0 when drained.
+    destinations: std::sync::Mutex<Vec<String>>,
 }
 
 impl Metrics {
@@ -238,8 +254,41 @@ impl Metrics {
                 "hl7_connections_active",
                 "MLLP connections open",
             ),
+            forward_queue_depth: registered(
+                r,
+                "forward_queue_depth",
+                "Instances waiting to be forwarded, by destination",
+            ),
+            forwarded: registered(
+                r,
+                "forwarded",
+                "Forwarding attempts by destination and outcome (sent, retry, failed)",
+            ),
+            destinations: std::sync::Mutex::new(Vec::new()),
             registry,
         })
+    }
+
+    /// Names the configured forward destinations (at start).
+    pub fn forward_destinations(&self, names: Vec<String>) {
+        for name in &names {
+            self.forward_queue_depth
+                .get_or_create(&DestinationLabels {
+                    destination: name.clone(),
+                })
+                .set(0);
+        }
+        *self.destinations.lock().unwrap_or_else(|p| p.into_inner()) = names;
+    }
+
+    /// Counts one forwarding attempt by its outcome.
+    pub fn forwarded(&self, destination: &str, outcome: &str) {
+        self.forwarded
+            .get_or_create(&ForwardedLabels {
+                destination: destination.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     pub fn failure(&self, reason: &str) {
@@ -325,8 +374,6 @@ impl Metrics {
         }
         self.outbox_pending.set(g(f.outbox_pending));
         self.outbox_failed.set(g(f.outbox_failed));
-        self.catalog_studies.set(g(f.studies));
-        self.catalog_instances.set(g(f.instances));
     }
 
     /// Counts a notification delivery attempt by its outcome.

@@ -1,7 +1,9 @@
 //! Figures read at each `/metrics` scrape: the backlog by age, live alarms
-//! by kind, the outbox, and the studies reported since a watermark (for the
-//! turnaround histogram). Every query is a count over an index or a bounded
-//! range, so a scrape stays cheap with a million studies.
+//! by kind, the outbox, the forward queue, and the studies reported since a watermark (for the
+//! turnaround histogram). Every query in [`Store::figures`] is a count over a
+//! partial index or a bounded range, so a scrape stays cheap with a million
+//! studies; the whole-catalog totals ([`Store::totals`]) scan an index and
+//! are read less often.
 
 use jiff::Timestamp;
 use rusqlite::params;
@@ -22,8 +24,6 @@ pub struct Figures {
     /// Notifications waiting to be delivered, and those given up on.
     pub outbox_pending: u64,
     pub outbox_failed: u64,
-    pub studies: u64,
-    pub instances: u64,
 }
 
 /// The labels of [`Figures::unreported_by_age`], in order.
@@ -71,23 +71,34 @@ impl Store {
                 alarms.push((kind, state, n(count)));
             }
         }
-        let (pending, failed, studies, instances): (i64, i64, i64, i64) = conn
+        let (pending, failed): (i64, i64) = conn
             .prepare_cached(
                 "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending'), \
-                        (SELECT count(*) FROM outbox WHERE state = 'failed'), \
-                        (SELECT count(*) FROM studies), \
-                        (SELECT count(*) FROM instances)",
+                        (SELECT count(*) FROM outbox WHERE state = 'failed')",
             )?
-            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(Figures {
             unreported_by_age: [n(total - d1), n(d1 - d7), n(d7 - d28), n(d28)],
             overdue: n(overdue),
             alarms,
             outbox_pending: n(pending),
             outbox_failed: n(failed),
-            studies: n(studies),
-            instances: n(instances),
         })
+    }
+
+    /// `(studies, instances)` in the catalog. Each count scans an index
+    /// (tens of milliseconds at a million studies), so callers cache it.
+    pub fn totals(&self) -> Result<(u64, u64), Error> {
+        let (studies, instances): (i64, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT (SELECT count(*) FROM studies), (SELECT count(*) FROM instances)",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((
+            u64::try_from(studies).unwrap_or(0),
+            u64::try_from(instances).unwrap_or(0),
+        ))
     }
 
     /// The newest report link's id: the starting watermark of

@@ -23,6 +23,10 @@ use super::{ApiError, AppState};
 /// How long a readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long the catalog's study and instance totals are reused between
+/// scrapes: counting them scans an index.
+const TOTALS_MAX_AGE: Duration = Duration::from_secs(60);
+
 /// At most this many newly reported studies are added to the turnaround
 /// histogram per scrape; the rest wait for the next one.
 const TURNAROUND_BATCH: usize = 10_000;
@@ -40,17 +44,32 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .turnaround_after
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    let (figures, (reported, next)) = state
+    let cached = *state.totals.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = cached.filter(|(at, _)| at.elapsed() < TOTALS_MAX_AGE);
+    let (figures, (reported, next), totals) = state
         .readers
         .read(move |store| {
+            let totals = match fresh {
+                Some((_, t)) => t,
+                None => store.totals()?,
+            };
             Ok((
                 store.figures(now)?,
                 store.newly_reported(after, TURNAROUND_BATCH)?,
+                totals,
             ))
         })
         .await?;
+    if fresh.is_none() {
+        *state.totals.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), totals));
+    }
     let m = &state.metrics;
     m.set_figures(&figures);
+    m.catalog_studies
+        .set(i64::try_from(totals.0).unwrap_or(i64::MAX));
+    m.catalog_instances
+        .set(i64::try_from(totals.1).unwrap_or(i64::MAX));
     {
         // Two scrapes at once must not count the same study twice: only the
         // one that moves the watermark from where both started counts.

@@ -53,6 +53,8 @@ pub struct Inner {
     /// Report links after this id are yet to be counted in the turnaround
     /// histogram (the newest link when the process started).
     pub turnaround_after: std::sync::Mutex<i64>,
+    /// The catalog's `(studies, instances)` totals and when they were read.
+    pub totals: std::sync::Mutex<Option<(std::time::Instant, (u64, u64))>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -86,6 +88,7 @@ impl AppState {
             now,
             listeners: Listening::default(),
             turnaround_after: std::sync::Mutex::new(after),
+            totals: std::sync::Mutex::new(None),
         }))
     }
 
