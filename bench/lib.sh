@@ -29,3 +29,34 @@ machine_facts() {
     MEM=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
     DISK=$(df -hT /work | awk 'NR == 2 { printf "%s (%s, %s, %s free)", $1, $2, $3, $5 }')
 }
+
+# generated_catalog: sets CACHE, GEN_JSON and CACHED (yes|no). Generates a
+# catalog with examples/watchdog_bench.rs into $WORK/cache/KEY, or reuses one
+# generated less than CACHE_MINUTES ago with the same sizes and the same
+# sources of the generator and the schema. Reads WORK, ROOT, HELPER, CONF,
+# STUDIES, UNREPORTED, DAYS, OVERDUE_PERCENT and CACHE_MINUTES.
+generated_catalog() {
+    local src_hash key
+    src_hash=$(cat "$ROOT/examples/watchdog_bench.rs" "$ROOT/src/catalog/schema.rs" | sha256sum | cut -c1-12)
+    key="s$STUDIES-u$UNREPORTED-d$DAYS-o$OVERDUE_PERCENT-$src_hash"
+    CACHE=$WORK/cache/$key
+    GEN_JSON=$CACHE/generate.json
+    CACHED=no
+    if [[ -f $GEN_JSON && -f $CACHE/catalog.sqlite3 ]] && (( CACHE_MINUTES > 0 )) \
+        && [[ -n $(find "$GEN_JSON" -mmin "-$CACHE_MINUTES" 2>/dev/null) ]]; then
+        CACHED=yes
+        log "catalog: reusing $CACHE (generated less than $CACHE_MINUTES min ago)"
+    else
+        # Other keys' catalogs are large (about 3.5 KB per study): keep one.
+        rm -rf "$WORK/cache"
+        mkdir -p "$CACHE"
+        log "catalog: generating $STUDIES studies, $UNREPORTED unreported, into $CACHE"
+        "$HELPER" generate --config "$CONF" --catalog "$CACHE/catalog.sqlite3" \
+            --studies "$STUDIES" --unreported "$UNREPORTED" --days "$DAYS" \
+            --overdue-percent "$OVERDUE_PERCENT" >"$CACHE/generate.tmp" 2>"$CACHE/generate.log" \
+            || { tail -n 20 "$CACHE/generate.log" >&2; die "generating the catalog failed (log: $CACHE/generate.log)"; }
+        mv "$CACHE/generate.tmp" "$GEN_JSON"
+        grep '^generate:' "$CACHE/generate.log" | tail -n 1 >&2 || true
+    fi
+    [[ ! -e $CACHE/catalog.sqlite3-wal ]] || die "$CACHE/catalog.sqlite3 has a WAL file: it was not closed cleanly"
+}

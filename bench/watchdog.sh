@@ -184,28 +184,7 @@ EOF
 
 # ---------------------------------------------------------------- the catalog
 
-SRC_HASH=$(cat "$ROOT/examples/watchdog_bench.rs" "$ROOT/src/catalog/schema.rs" | sha256sum | cut -c1-12)
-KEY="s$STUDIES-u$UNREPORTED-d$DAYS-o$OVERDUE_PERCENT-$SRC_HASH"
-CACHE=$WORK/cache/$KEY
-GEN_JSON=$CACHE/generate.json
-CACHED=no
-if [[ -f $GEN_JSON && -f $CACHE/catalog.sqlite3 ]] && (( CACHE_MINUTES > 0 )) \
-    && [[ -n $(find "$GEN_JSON" -mmin "-$CACHE_MINUTES" 2>/dev/null) ]]; then
-    CACHED=yes
-    log "catalog: reusing $CACHE (generated less than $CACHE_MINUTES min ago)"
-else
-    # Other keys' catalogs are large (about 3.5 KB per study): keep one.
-    rm -rf "$WORK/cache"
-    mkdir -p "$CACHE"
-    log "catalog: generating $STUDIES studies, $UNREPORTED unreported, into $CACHE"
-    "$HELPER" generate --config "$CONF" --catalog "$CACHE/catalog.sqlite3" \
-        --studies "$STUDIES" --unreported "$UNREPORTED" --days "$DAYS" \
-        --overdue-percent "$OVERDUE_PERCENT" >"$CACHE/generate.tmp" 2>"$CACHE/generate.log" \
-        || { tail -n 20 "$CACHE/generate.log" >&2; die "generating the catalog failed (log: $CACHE/generate.log)"; }
-    mv "$CACHE/generate.tmp" "$GEN_JSON"
-    grep '^generate:' "$CACHE/generate.log" >&2 || true
-fi
-[[ ! -e $CACHE/catalog.sqlite3-wal ]] || die "$CACHE/catalog.sqlite3 has a WAL file: it was not closed cleanly"
+generated_catalog
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
