@@ -472,6 +472,7 @@ fn instance(k: usize, p: &Planned, tz: &jiff::tz::TimeZone) -> anyhow::Result<Ne
         source: ae.to_owned(),
         report: None,
         attributes: Vec::new(),
+        forward_to: Vec::new(),
     })
 }
 
@@ -741,6 +742,7 @@ fn probe(store: &mut Store, settings: &Settings, ae: &str) -> anyhow::Result<ser
         source: ae.to_owned(),
         report: None,
         attributes: Vec::new(),
+        forward_to: Vec::new(),
     };
     for r in store.record_instances(std::slice::from_ref(&rec)) {
         r.context("recording the probe study")?;

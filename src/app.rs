@@ -96,6 +96,7 @@ pub async fn serve(
         Arc::clone(&metrics),
         sr_policy,
         rule_attributes(&config),
+        config.forward.clone(),
     );
     let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));
 

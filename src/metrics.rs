@@ -374,6 +374,25 @@ impl Metrics {
         }
         self.outbox_pending.set(g(f.outbox_pending));
         self.outbox_failed.set(g(f.outbox_failed));
+        // A drained destination has no pending rows to report: every known
+        // one starts from 0.
+        let known = self
+            .destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for destination in known {
+            self.forward_queue_depth
+                .get_or_create(&DestinationLabels { destination })
+                .set(0);
+        }
+        for (destination, count) in &f.forward_pending {
+            self.forward_queue_depth
+                .get_or_create(&DestinationLabels {
+                    destination: destination.clone(),
+                })
+                .set(g(*count));
+        }
     }
 
     /// Counts a notification delivery attempt by its outcome.

@@ -24,6 +24,9 @@ pub struct Figures {
     /// Notifications waiting to be delivered, and those given up on.
     pub outbox_pending: u64,
     pub outbox_failed: u64,
+    /// Instances waiting to be forwarded, per destination that has any
+    /// (read from the partial index of pending queue rows).
+    pub forward_pending: Vec<(String, u64)>,
 }
 
 /// The labels of [`Figures::unreported_by_age`], in order.
@@ -83,6 +86,7 @@ impl Store {
             alarms,
             outbox_pending: n(pending),
             outbox_failed: n(failed),
+            forward_pending: self.forward_pending()?,
         })
     }
 

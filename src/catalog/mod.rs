@@ -26,6 +26,7 @@
 mod alarms;
 pub mod dashboard;
 mod figures;
+mod forward;
 mod handle;
 mod readers;
 mod reports;
@@ -44,6 +45,7 @@ pub use alarms::{
     StudyForRules,
 };
 pub use figures::{AGE_BUCKETS, Figures};
+pub use forward::{ForwardItem, ForwardOutcome, ForwardStatusRow};
 pub use handle::Catalog;
 pub use readers::Readers;
 pub use reports::{
@@ -186,6 +188,10 @@ pub struct NewInstance {
     /// DICOM attributes watchdog rules match on (keyword, value as text);
     /// the first non-empty value per study is kept.
     pub attributes: Vec<(String, String)>,
+    /// The forward destinations that take this instance (decided by the
+    /// caller from the configuration); each gets a queue row in the same
+    /// transaction as the instance.
+    pub forward_to: Vec<String>,
 }
 
 /// A rejected C-STORE (or other ingest failure), kept so nothing is lost silently.

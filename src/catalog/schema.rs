@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -411,6 +411,36 @@ CREATE INDEX studies_no_report
     ON studies (deadline, first_received_at, study_uid, source, modalities,
                 reported_at, no_report_needed)
     WHERE reported_at IS NULL AND no_report_needed = 1;
+"#;
+
+/// Version 7: the forward queue (`catalog/forward.rs`).
+///
+/// One row per destination and instance, written in the transaction that
+/// records the instance; the primary key is what keeps a resend from
+/// queueing an instance twice. `forward_due` is partial: sent rows, which
+/// become the great majority, are not in it, so the sender's "what is due
+/// for this destination" and the metrics' pending counts read only the
+/// rows still to send.
+const V7: &str = r#"
+CREATE TABLE forward_queue (
+    destination      TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    study_uid        TEXT NOT NULL,
+    state            TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (state IN ('pending', 'sent', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TEXT NOT NULL,
+    last_attempt_at  TEXT,
+    last_error       TEXT,
+    last_status      INTEGER,
+    enqueued_at      TEXT NOT NULL,
+    sent_at          TEXT,
+    PRIMARY KEY (destination, sop_instance_uid)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX forward_due
+    ON forward_queue (destination, next_attempt_at, enqueued_at)
+    WHERE state = 'pending';
+CREATE INDEX forward_by_study ON forward_queue (study_uid);
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

@@ -824,6 +824,13 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
     if let Some(report) = &rec.report {
         reports::insert_report(conn, report, None, policy)?;
     }
+    super::forward::enqueue(
+        conn,
+        &rec.forward_to,
+        &rec.sop_instance_uid,
+        &rec.study_uid,
+        &at,
+    )?;
     Ok(())
 }
 

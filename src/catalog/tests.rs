@@ -47,6 +47,7 @@ fn instance(study: &str, series: &str, sop: &str, modality: &str, at: Timestamp)
         source: "ed-ct".into(),
         report: None,
         attributes: vec![],
+        forward_to: vec![],
     }
 }
 
@@ -72,6 +73,7 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
             [
                 "alarms",
                 "audit",
+                "forward_queue",
                 "hl7_messages",
                 "ingest_failures",
                 "instances",
@@ -791,4 +793,139 @@ fn close_drains_queued_requests_then_refuses_new_ones() {
     other.shutdown();
     let store = Store::open(&path, true).expect("reopen");
     assert_eq!(store.counts().expect("counts").instances, 1);
+}
+
+// --- The forward queue (catalog/forward.rs) ---------------------------------
+
+fn forwarded(sop: &str, to: &[&str], at: Timestamp) -> NewInstance {
+    NewInstance {
+        forward_to: to.iter().map(|d| (*d).to_owned()).collect(),
+        ..instance("1.2.3", "1.2.3.1", sop, "CT", at)
+    }
+}
+
+#[test]
+fn instances_are_queued_per_destination_in_their_own_transaction_and_once() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let t0 = ts(T0);
+    let results = store.record_instances(&[
+        forwarded("1.2.3.1.1", &["pacs", "archive"], t0),
+        forwarded("1.2.3.1.2", &["pacs"], t0),
+        // The same SOP Instance UID again fails alone and queues nothing more.
+        forwarded("1.2.3.1.1", &["pacs", "archive"], t0),
+    ]);
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(Error::DuplicateInstance(_))));
+    let due = store.forward_due("pacs", t0, 10).expect("due");
+    let uids: Vec<&str> = due.iter().map(|i| i.sop_instance_uid.as_str()).collect();
+    assert_eq!(uids, ["1.2.3.1.1", "1.2.3.1.2"]);
+    assert_eq!(due[0].rel_path, "1.2.3/1.2.3.1/1.2.3.1.1.dcm");
+    assert_eq!(due[0].transfer_syntax, "1.2.840.10008.1.2.1");
+    assert_eq!(store.forward_due("archive", t0, 10).expect("due").len(), 1);
+    assert!(store.forward_due("other", t0, 10).expect("due").is_empty());
+    let mut pending = store.forward_pending().expect("pending");
+    pending.sort();
+    assert_eq!(pending, [("archive".to_owned(), 1), ("pacs".to_owned(), 2)]);
+}
+
+#[test]
+fn a_failed_instance_record_leaves_no_queue_row() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let t0 = ts(T0);
+    store
+        .record_instance(&forwarded("1.2.3.1.1", &["pacs"], t0))
+        .expect("first");
+    // Same series under another study: refused, and its queue row with it.
+    let mut other = forwarded("1.2.3.1.9", &["pacs"], t0);
+    other.study_uid = "9.9.9".into();
+    assert!(store.record_instance(&other).is_err());
+    assert_eq!(
+        store.forward_state("pacs", "1.2.3.1.9").expect("state"),
+        None
+    );
+    assert_eq!(store.forward_due("pacs", t0, 10).expect("due").len(), 1);
+}
+
+#[test]
+fn outcomes_move_rows_and_retry_makes_them_due() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let t0 = ts(T0);
+    for sop in ["1.2.3.1.1", "1.2.3.1.2", "1.2.3.1.3"] {
+        store
+            .record_instance(&forwarded(sop, &["pacs"], t0))
+            .expect("record");
+    }
+    let later = t0 + 60.seconds();
+    store
+        .record_forward_outcomes(
+            "pacs",
+            &[
+                ForwardOutcome::Sent {
+                    sop_instance_uid: "1.2.3.1.1".into(),
+                    status: 0,
+                },
+                ForwardOutcome::Retry {
+                    sop_instance_uid: "1.2.3.1.2".into(),
+                    status: None,
+                    error: "connection refused".into(),
+                    next_attempt_at: later,
+                },
+                ForwardOutcome::Failed {
+                    sop_instance_uid: "1.2.3.1.3".into(),
+                    status: None,
+                    error: "SOP class not accepted".into(),
+                },
+            ],
+            t0,
+        )
+        .expect("outcomes");
+    assert_eq!(
+        store.forward_state("pacs", "1.2.3.1.1").expect("state"),
+        Some(("sent".to_owned(), 1))
+    );
+    assert!(store.forward_due("pacs", t0, 10).expect("due").is_empty());
+    assert_eq!(store.forward_next_due("pacs").expect("next"), Some(later));
+    let due = store.forward_due("pacs", later, 10).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].attempts, 1);
+
+    let status = store.forward_status(t0).expect("status");
+    assert_eq!(status.len(), 1);
+    let s = &status[0];
+    assert_eq!((s.pending, s.waiting, s.sent, s.failed), (1, 1, 1, 1));
+    assert_eq!(s.oldest_pending, Some(t0));
+    assert!(s.last_error.is_some());
+
+    // A sent row is final: a late outcome for it changes nothing.
+    store
+        .record_forward_outcomes(
+            "pacs",
+            &[ForwardOutcome::Failed {
+                sop_instance_uid: "1.2.3.1.1".into(),
+                status: Some(0xA700),
+                error: "late".into(),
+            }],
+            t0,
+        )
+        .expect("outcomes");
+    assert_eq!(
+        store.forward_state("pacs", "1.2.3.1.1").expect("state"),
+        Some(("sent".to_owned(), 1))
+    );
+
+    let changed = store
+        .forward_retry(Some("pacs"), "alice", t0)
+        .expect("retry");
+    assert_eq!(changed, 2);
+    assert_eq!(store.forward_due("pacs", t0, 10).expect("due").len(), 2);
+    let audit = store.audit(None, None).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "forward_retry" && a.actor == "alice"),
+        "{audit:?}"
+    );
 }

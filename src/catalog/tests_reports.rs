@@ -42,6 +42,7 @@ fn image(study: &str, sop: &str, accession: &str, patient: &str, at: &str) -> Ne
         source: "ct".into(),
         report: None,
         attributes: vec![],
+        forward_to: vec![],
     }
 }
 

@@ -416,6 +416,7 @@ mod tests {
             source: source.into(),
             report: None,
             attributes: vec![],
+            forward_to: vec![],
         }
     }
 

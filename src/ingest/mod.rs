@@ -99,6 +99,9 @@ pub struct Ingest {
     reports: sr::Policy,
     /// DICOM attributes that watchdog rules match on, with their keywords.
     rule_attributes: Vec<(dicom_core::Tag, String)>,
+    /// Which forward destinations take which instances: decided here, so
+    /// that the queue rows go into the instance's own transaction.
+    forward: crate::config::Forward,
     in_flight: InFlight,
 }
 
@@ -152,6 +155,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
         reports: sr::Policy,
         rule_attributes: Vec<(dicom_core::Tag, String)>,
+        forward: crate::config::Forward,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             storage,
@@ -159,6 +163,7 @@ impl Ingest {
             metrics,
             reports,
             rule_attributes,
+            forward,
             in_flight: InFlight::default(),
         })
     }
@@ -461,6 +466,10 @@ impl Ingest {
         };
         let text = |g, e| parse::text(&summary, dicom_core::Tag(g, e));
         let report = self.read_report(&id, &rel_path, size, received_at);
+        let modality = text(0x0008, 0x0060);
+        let forward_to =
+            self.forward
+                .destinations_for(&req.source, modality.as_deref(), &req.calling_ae);
         let record = NewInstance {
             study_uid: id.study.to_string(),
             series_uid: id.series.to_string(),
@@ -470,7 +479,7 @@ impl Ingest {
             patient_id: text(0x0010, 0x0020),
             accession_number: text(0x0008, 0x0050),
             issuer_of_accession: None,
-            modality: text(0x0008, 0x0060),
+            modality,
             study_date: text(0x0008, 0x0020),
             study_time: text(0x0008, 0x0030),
             study_description: text(0x0008, 0x1030),
@@ -493,6 +502,7 @@ impl Ingest {
                 })
                 .filter(|(_, v)| !v.is_empty())
                 .collect(),
+            forward_to,
         };
         match rt.block_on(self.catalog.record_instance(record)) {
             Ok(()) => {

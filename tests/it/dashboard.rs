@@ -152,6 +152,7 @@ fn instance(s: &Seed<'_>) -> NewInstance {
         source: s.source.into(),
         report: None,
         attributes: vec![],
+        forward_to: vec![],
     }
 }
 

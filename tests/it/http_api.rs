@@ -162,6 +162,7 @@ impl Seed<'_> {
             source: self.source.into(),
             report: None,
             attributes: vec![],
+            forward_to: vec![],
         }
     }
 }
