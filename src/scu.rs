@@ -1,6 +1,7 @@
-//! The diagnostic SCU behind `studywatch echo` and `studywatch send`: a
-//! C-ECHO, and C-STORE of files exactly as they are on disk (each file's
-//! own transfer syntax is proposed; nothing is transcoded).
+//! The SCU: C-ECHO, and C-STORE of files exactly as they are on disk (each
+//! file's own transfer syntax is proposed; nothing is transcoded). The
+//! diagnostic `studywatch echo` and `send` use it, and so does the
+//! forwarder, through [`Association`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -92,15 +93,20 @@ pub async fn echo(calling: &str, peer: &Peer) -> Result<u16, Error> {
     Ok(reply.status)
 }
 
-struct FileInfo {
-    path: PathBuf,
-    sop_class: String,
-    sop_instance: String,
-    ts: String,
-    data_offset: u64,
+/// A stored Part 10 file as the SCU sends it: its identity from the file
+/// meta group and where its data set starts.
+#[derive(Clone, Debug)]
+pub struct StoredFile {
+    pub path: PathBuf,
+    pub sop_class: String,
+    pub sop_instance: String,
+    pub ts: String,
+    /// Byte offset of the data set, right after the file meta group.
+    pub data_offset: u64,
 }
 
-fn inspect(path: &Path) -> Result<FileInfo, Error> {
+/// Reads the file meta group of a Part 10 file. Blocks (small reads).
+pub fn inspect(path: &Path) -> Result<StoredFile, Error> {
     use std::io::{Read, Seek};
     let err = |source| Error::File {
         path: path.to_path_buf(),
@@ -116,13 +122,134 @@ fn inspect(path: &Path) -> Result<FileInfo, Error> {
         ))
     })?;
     let data_offset = file.stream_position().map_err(err)?;
-    Ok(FileInfo {
+    Ok(StoredFile {
         path: path.to_path_buf(),
         sop_class: crate::uid::trim(meta.media_storage_sop_class_uid()).to_owned(),
         sop_instance: crate::uid::trim(meta.media_storage_sop_instance_uid()).to_owned(),
         ts: crate::uid::trim(meta.transfer_syntax()).to_owned(),
         data_offset,
     })
+}
+
+/// At most this many presentation contexts on one association (PS3.8
+/// allows 128 odd context IDs).
+pub const MAX_CONTEXTS: usize = 128;
+
+/// An open association for C-STORE, reusable by `send` and by the
+/// forwarder. Each SOP class is proposed with exactly one transfer syntax,
+/// the one its data sets are stored in, and a data set is only ever sent
+/// on a context that accepted that very syntax: nothing is transcoded.
+pub struct Association {
+    assoc: AsyncClientAssociation<TcpStream>,
+    /// Accepted contexts: (id, abstract syntax, transfer syntax).
+    accepted: Vec<(u8, String, String)>,
+    sent: u32,
+}
+
+impl Association {
+    /// Opens an association proposing one context per (SOP class,
+    /// transfer syntax) pair. [`Error::Association`] means the peer could
+    /// not be reached or refused the association.
+    pub async fn open(
+        calling: &str,
+        peer: &Peer,
+        contexts: &[(String, String)],
+    ) -> Result<Association, Error> {
+        if contexts.len() > MAX_CONTEXTS {
+            return Err(Error::Protocol(format!(
+                "more than {MAX_CONTEXTS} distinct SOP class / transfer syntax pairs"
+            )));
+        }
+        let mut opts = options(calling, peer);
+        for (sop, ts) in contexts {
+            opts = opts.with_presentation_context(sop.clone(), vec![ts.clone()]);
+        }
+        let mut assoc = opts
+            .establish_async(peer.address.as_str())
+            .await
+            .map_err(|e| Error::Association(peer.address.clone(), e.to_string()))?;
+        // DCMTK and others leave delayed ACKs on; without this each small
+        // command waits for them (DESIGN.md, facts measured).
+        let _ = assoc.inner_stream().set_nodelay(true);
+        let accepted = assoc
+            .presentation_contexts()
+            .iter()
+            .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
+            .map(|pc| {
+                (
+                    pc.id,
+                    crate::uid::trim(&pc.abstract_syntax).to_owned(),
+                    crate::uid::trim(&pc.transfer_syntax).to_owned(),
+                )
+            })
+            .collect();
+        Ok(Association {
+            assoc,
+            accepted,
+            sent: 0,
+        })
+    }
+
+    /// The accepted context for this SOP class in exactly this transfer
+    /// syntax.
+    pub fn context(&self, sop_class: &str, ts: &str) -> Option<u8> {
+        self.accepted
+            .iter()
+            .find(|(_, a, t)| a == sop_class && t == ts)
+            .map(|(id, _, _)| *id)
+    }
+
+    /// Sends one C-STORE of `file`'s data set, as stored, on context
+    /// `pc_id`, and returns the reply. [`Error::File`] means the file could
+    /// not be opened and nothing was sent (the association can go on); any
+    /// other error leaves the association unusable.
+    pub async fn store(&mut self, pc_id: u8, file: &StoredFile) -> Result<Reply, Error> {
+        let err = |source| Error::File {
+            path: file.path.clone(),
+            source,
+        };
+        let mut data = tokio::fs::File::open(&file.path).await.map_err(err)?;
+        tokio::io::AsyncSeekExt::seek(&mut data, std::io::SeekFrom::Start(file.data_offset))
+            .await
+            .map_err(err)?;
+        self.sent = self.sent.wrapping_add(1);
+        let message_id = u16::try_from(self.sent % 65535).unwrap_or(0) + 1;
+        let cmd = dimse::encode_request(
+            field::C_STORE_RQ,
+            message_id,
+            &file.sop_class,
+            Some(&file.sop_instance),
+            true,
+        );
+        send_command(&mut self.assoc, pc_id, cmd).await?;
+        send_data_set(&mut self.assoc, pc_id, data).await?;
+        let reply = receive_reply(&mut self.assoc).await?;
+        if reply.message_id_responded != message_id {
+            return Err(Error::Protocol(format!(
+                "response to message {} while waiting for {message_id}",
+                reply.message_id_responded
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Releases the association (A-RELEASE); a peer that does not answer
+    /// is left behind.
+    pub async fn release(self) {
+        let _ = self.assoc.release().await;
+    }
+
+    /// Aborts the association (after a protocol error).
+    pub async fn abort(self) {
+        let _ = self.assoc.abort().await;
+    }
+}
+
+/// Whether a C-STORE status means the destination has the instance:
+/// success, or a warning (0xB000, 0xB006, 0xB007, and the general
+/// warnings 0x0107 and 0x0116).
+pub fn is_stored(status: u16) -> bool {
+    status == 0 || status & 0xF000 == 0xB000 || status == 0x0107 || status == 0x0116
 }
 
 /// Stores every file on one association, proposing each file's own SOP
@@ -147,70 +274,28 @@ pub async fn send(calling: &str, peer: &Peer, files: &[PathBuf]) -> Result<Vec<F
     for info in &infos {
         contexts.insert((info.sop_class.clone(), info.ts.clone()), ());
     }
-    if contexts.len() > 128 {
-        return Err(Error::Protocol(
-            "more than 128 distinct SOP class / transfer syntax pairs".into(),
-        ));
-    }
-    let mut opts = options(calling, peer);
-    for (sop, ts) in contexts.keys() {
-        opts = opts.with_presentation_context(sop.clone(), vec![ts.clone()]);
-    }
-    let mut assoc = opts
-        .establish_async(peer.address.as_str())
-        .await
-        .map_err(|e| Error::Association(peer.address.clone(), e.to_string()))?;
-    let negotiated: Vec<(u8, String, String)> = assoc
-        .presentation_contexts()
-        .iter()
-        .filter(|pc| pc.reason == PresentationContextResultReason::Acceptance)
-        .map(|pc| {
-            (
-                pc.id,
-                pc.abstract_syntax.clone(),
-                pc.transfer_syntax.clone(),
-            )
-        })
-        .collect();
-    for (n, info) in infos.into_iter().enumerate() {
-        let message_id = (n % 65535 + 1) as u16;
-        let pc = negotiated.iter().find(|(_, a, t)| {
-            crate::uid::trim(a) == info.sop_class && crate::uid::trim(t) == info.ts
-        });
-        let Some((pc_id, _, _)) = pc else {
+    let contexts: Vec<(String, String)> = contexts.into_keys().collect();
+    let mut assoc = Association::open(calling, peer, &contexts).await?;
+    for info in infos {
+        let Some(pc_id) = assoc.context(&info.sop_class, &info.ts) else {
             results.push(FileResult {
-                path: info.path,
-                status: None,
                 comment: Some(format!(
                     "SOP class {} in {} was not accepted",
                     info.sop_class, info.ts
                 )),
+                path: info.path,
+                status: None,
             });
             continue;
         };
-        let cmd = dimse::encode_request(
-            field::C_STORE_RQ,
-            message_id,
-            &info.sop_class,
-            Some(&info.sop_instance),
-            true,
-        );
-        send_command(&mut assoc, *pc_id, cmd).await?;
-        send_data_set(&mut assoc, *pc_id, &info).await?;
-        let reply = receive_reply(&mut assoc).await?;
-        if reply.message_id_responded != message_id {
-            return Err(Error::Protocol(format!(
-                "response to message {} while waiting for {message_id}",
-                reply.message_id_responded
-            )));
-        }
+        let reply = assoc.store(pc_id, &info).await?;
         results.push(FileResult {
             path: info.path,
             status: Some(reply.status),
             comment: reply.error_comment,
         });
     }
-    let _ = assoc.release().await;
+    assoc.release().await;
     Ok(results)
 }
 
@@ -250,20 +335,17 @@ async fn send_command(
 async fn send_data_set(
     assoc: &mut AsyncClientAssociation<TcpStream>,
     pc_id: u8,
-    info: &FileInfo,
+    mut file: tokio::fs::File,
 ) -> Result<(), Error> {
-    let err = |source| Error::File {
-        path: info.path.clone(),
-        source,
-    };
-    let mut file = tokio::fs::File::open(&info.path).await.map_err(err)?;
-    tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(info.data_offset))
-        .await
-        .map_err(err)?;
     let mut writer = assoc.send_pdata(pc_id);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = file.read(&mut buf).await.map_err(err)?;
+        // A read failure here comes after the command went out: the
+        // association cannot carry on, so it is a protocol error.
+        let n = file
+            .read(&mut buf)
+            .await
+            .map_err(|e| Error::Protocol(format!("cannot read the stored file: {e}")))?;
         if n == 0 {
             break;
         }
@@ -289,6 +371,11 @@ async fn receive_reply(assoc: &mut AsyncClientAssociation<TcpStream>) -> Result<
                 for pdv in data {
                     if pdv.value_type != PDataValueType::Command {
                         continue;
+                    }
+                    // A peer that never ends its command set must not
+                    // grow this without bound.
+                    if buf.len() + pdv.data.len() > 64 * 1024 {
+                        return Err(Error::Protocol("response command set over 64 KiB".into()));
                     }
                     buf.extend_from_slice(&pdv.data);
                     if pdv.is_last {
