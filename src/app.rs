@@ -164,6 +164,7 @@ pub async fn serve(
         catalog.changes(),
         shutdown.clone(),
     ));
+    crate::forward::spawn_all(&config, &catalog, &metrics, &tracker, &shutdown);
     tracker.spawn(outbox::run(
         sender,
         SystemClock,

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::catalog::{Store, StudyFilter, StudyState};
 use crate::config::Config;
 
+mod forward;
 mod reports;
 mod user;
 mod watchdog;
@@ -84,6 +85,11 @@ pub enum Command {
     Notify {
         #[command(subcommand)]
         command: watchdog::NotifyCommand,
+    },
+    /// The forward queue: per-destination status, and retrying failures.
+    Forward {
+        #[command(subcommand)]
+        command: forward::ForwardCommand,
     },
     /// Users who sign in to the dashboard, and API tokens.
     User {
@@ -159,6 +165,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(args) => watchdog::audit(&config, &args),
         Command::Rules { command } => watchdog::rules(&config, command),
         Command::Notify { command } => watchdog::notify(&config, command),
+        Command::Forward { command } => forward::run(&config, command),
         Command::User { command } => user::run(&config, command),
         Command::Echo { peer, aet } => echo(&config, &peer, aet),
         Command::Send { to, aet, files } => send(&config, &to, aet, &files),

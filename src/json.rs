@@ -773,3 +773,50 @@ mod tests {
         assert_eq!(back, StudyDetail::from_detail(&detail, &alarms, at));
     }
 }
+
+/// One forward destination's queue (`forward status --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardDestination {
+    pub destination: String,
+    /// Null for a destination no longer in the configuration that still
+    /// has queue rows.
+    pub ae_title: Option<String>,
+    /// `HOST:PORT`; null as for `ae_title`.
+    pub address: Option<String>,
+    /// Instances still to send (due now or waiting for their next attempt).
+    pub pending: u64,
+    /// Of those, how many wait for a later attempt after a failure.
+    pub waiting: u64,
+    pub oldest_pending_at: Option<String>,
+    pub sent: u64,
+    /// Instances that cannot be sent as things stand (`forward retry`).
+    pub failed: u64,
+    /// The most attempts any pending instance has had.
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub last_sent_at: Option<String>,
+}
+
+impl ForwardDestination {
+    pub fn new(
+        name: &str,
+        config: Option<&crate::config::Destination>,
+        row: Option<&catalog::ForwardStatusRow>,
+    ) -> ForwardDestination {
+        ForwardDestination {
+            destination: name.to_owned(),
+            ae_title: config.map(|d| d.ae_title.clone()),
+            address: config.map(crate::config::Destination::address),
+            pending: row.map_or(0, |r| r.pending),
+            waiting: row.map_or(0, |r| r.waiting),
+            oldest_pending_at: row.and_then(|r| opt_time(r.oldest_pending)),
+            sent: row.map_or(0, |r| r.sent),
+            failed: row.map_or(0, |r| r.failed),
+            max_attempts: row.map_or(0, |r| r.max_attempts),
+            last_error: row.and_then(|r| r.last_error.clone()),
+            last_error_at: row.and_then(|r| opt_time(r.last_error_at)),
+            last_sent_at: row.and_then(|r| opt_time(r.last_sent_at)),
+        }
+    }
+}

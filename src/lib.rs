@@ -13,7 +13,8 @@
 //! - [`json`] — the JSON shapes shared by the CLI's `--json` and the HTTP API.
 //! - [`metrics`] — Prometheus counters and gauges.
 //! - [`reports`] — the HL7 MLLP listener; HL7 messages into catalog reports.
-//! - [`scu`] — the diagnostic SCU behind `echo` and `send`.
+//! - [`scu`] — the C-STORE/C-ECHO SCU behind `echo`, `send` and forwarding.
+//! - [`forward`] — one sender per destination working through the forward queue.
 //! - [`hl7`] — HL7 v2: MLLP framing, parsing and field extraction, ACKs.
 //! - [`cli`] — the command-line commands other than `serve`.
 //! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
@@ -26,6 +27,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dimse;
+pub mod forward;
 pub mod hl7;
 pub mod http;
 pub mod ingest;

@@ -9,6 +9,7 @@ mod browser;
 mod cli;
 mod dashboard;
 mod durability;
+mod forward;
 mod http_api;
 mod http_auth;
 mod ingest;
