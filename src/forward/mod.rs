@@ -132,7 +132,13 @@ impl Sender {
             }
             let outcomes = self.send_all(items, &shutdown).await;
             if outcomes.is_empty() {
-                continue;
+                // Nothing was attempted (shutdown, or a lane that failed):
+                // the same rows are still due, so wait before reading them
+                // again rather than spin.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(POLL) => continue,
+                }
             }
             for o in &outcomes {
                 self.metrics.forwarded(&name, outcome_label(o));
