@@ -121,10 +121,24 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api::routes())
         .merge(auth::routes())
         .merge(dashboard::routes())
-        .fallback(|| async { ApiError::not_found("no such page") });
+        .fallback(not_found);
     auth::guard(app, state.clone())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// An unknown path: an HTML page for a browser, JSON for anything else.
+async fn not_found(headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if wants_html {
+        dashboard::PageError::not_found("There is no such page.").into_response()
+    } else {
+        ApiError::not_found("no such page").into_response()
+    }
 }
 
 /// Headers every response carries: nothing is framed or sniffed, and no

@@ -1378,3 +1378,30 @@ async fn static_assets_are_typed_and_cached_and_pages_are_not() {
         assert!(answer.body.contains("aria-current=\"page\""), "{path}");
     }
 }
+
+#[tokio::test]
+async fn an_unknown_page_is_an_html_404_for_a_browser_and_json_for_a_client() {
+    let d = Dash::new();
+    let page = d
+        .app
+        .get(
+            "/no/such/page",
+            &[("accept", "text/html,application/xhtml+xml")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html")),
+        "{:?}",
+        page.headers
+    );
+    assert!(
+        page.body.contains("There is no such page."),
+        "{}",
+        page.body
+    );
+    let json = d.app.get("/no/such/page", &[]).await;
+    assert_eq!(json.status, StatusCode::NOT_FOUND);
+    assert_eq!(json.json()["status"], 404);
+}

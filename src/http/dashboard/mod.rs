@@ -33,6 +33,8 @@ mod backlog;
 mod format;
 mod health;
 mod layout;
+
+pub use layout::PageError;
 mod reports;
 mod study;
 mod worklist;
@@ -47,7 +49,6 @@ use serde::de::DeserializeOwned;
 
 use super::auth::Actor;
 use super::{ApiError, AppState};
-use layout::PageError;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
