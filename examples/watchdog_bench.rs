@@ -71,7 +71,7 @@
 //!
 //! Exit status: 0 done; 1 on any failure (printed on stderr).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -182,7 +182,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<Config> {
+fn load_config(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| anyhow::anyhow!("{}:\n{e}", path.display()))
 }
 
