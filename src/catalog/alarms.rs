@@ -172,7 +172,7 @@ fn alarm_from_row(r: &Row<'_>) -> rusqlite::Result<AlarmRow> {
 const OUTBOX_COLUMNS: &str = "id, created_at, alarm_id, channel, event, step, payload, state, \
     attempts, next_attempt_at, last_error, sent_at";
 
-fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
+pub(super) fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
     let step: Option<i64> = r.get(5)?;
     let attempts: i64 = r.get(8)?;
     Ok(OutboxRow {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::store::{collect, fmt_ts, parse_opt_ts, parse_ts};
+use super::alarms::outbox_from_row;
+use super::store::{collect, conflict_from_row, fmt_ts, parse_opt_ts, parse_ts};
 use super::{AlarmRow, ConflictRow, Error, OutboxRow, ReportRow, Store, StudyRow};
 
 /// The statements, named so that the tests can check each one's plan.
@@ -561,38 +562,6 @@ impl Store {
             })
             .collect())
     }
-}
-
-fn conflict_from_row(r: &Row<'_>) -> rusqlite::Result<ConflictRow> {
-    Ok(ConflictRow {
-        id: r.get(0)?,
-        at: parse_ts(r, 1)?,
-        sop_instance_uid: r.get(2)?,
-        study_uid: r.get(3)?,
-        calling_ae: r.get(4)?,
-        existing_sha256: r.get(5)?,
-        new_sha256: r.get(6)?,
-        quarantine_path: r.get(7)?,
-    })
-}
-
-fn outbox_from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
-    let step: Option<i64> = r.get(5)?;
-    let attempts: i64 = r.get(8)?;
-    Ok(OutboxRow {
-        id: r.get(0)?,
-        created_at: parse_ts(r, 1)?,
-        alarm_id: r.get(2)?,
-        channel: r.get(3)?,
-        event: r.get(4)?,
-        step: step.and_then(|s| usize::try_from(s).ok()),
-        payload: r.get(6)?,
-        state: r.get(7)?,
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        next_attempt_at: parse_ts(r, 9)?,
-        last_error: r.get(10)?,
-        sent_at: parse_opt_ts(r, 11)?,
-    })
 }
 
 /// A text column, borrowed from the row (no copy per row of a long scan).

@@ -1003,7 +1003,7 @@ fn failure_from_row(r: &Row<'_>) -> rusqlite::Result<FailureRow> {
 const CONFLICT_COLUMNS: &str = "id, at, sop_instance_uid, study_uid, calling_ae, \
     existing_sha256, new_sha256, quarantine_path";
 
-fn conflict_from_row(r: &Row<'_>) -> rusqlite::Result<ConflictRow> {
+pub(super) fn conflict_from_row(r: &Row<'_>) -> rusqlite::Result<ConflictRow> {
     Ok(ConflictRow {
         id: r.get(0)?,
         at: parse_ts(r, 1)?,
