@@ -189,43 +189,17 @@ fi
 
 RUN=$WORK/run
 CONF=$WORK/studywatch.toml
-DICOM_PORT=$(free_port)
-HL7_PORT=$(free_port)
-HTTP_PORT=$(free_port)
-STATIC_PORT=$(free_port)
-while [[ $HL7_PORT == "$DICOM_PORT" ]]; do HL7_PORT=$(free_port); done
-while [[ $HTTP_PORT == "$DICOM_PORT" || $HTTP_PORT == "$HL7_PORT" ]]; do HTTP_PORT=$(free_port); done
-while [[ $STATIC_PORT == "$DICOM_PORT" || $STATIC_PORT == "$HL7_PORT" || $STATIC_PORT == "$HTTP_PORT" ]]; do
-    STATIC_PORT=$(free_port)
-done
-cat >"$CONF" <<EOF
-# Written by bench/http.sh; rewritten on every run.
-version = 1
-[server]
-shutdown_grace = "10s"
-[log]
-level = "warn"
-[dicom]
-ae_title = "STUDYWATCH"
-listen = "127.0.0.1:$DICOM_PORT"
-accept_unknown_callers = true
-[storage]
-path = "$RUN/storage"
-fsync = true
-[catalog]
-path = "$RUN/catalog.sqlite3"
-[reports.hl7]
-listen = "127.0.0.1:$HL7_PORT"
-[http]
-listen = "127.0.0.1:$HTTP_PORT"
-[watchdog]
-calendar = "$CALENDAR"
+read -r DICOM_PORT HL7_PORT HTTP_PORT STATIC_PORT <<<"$(distinct_ports 4)"
+{
+    gateway_config bench/http.sh
+    cat <<EOF
 
 # Every generated study.
 [[watchdog.rules]]
 name = "report within 24 hours"
 report_within = "24h"
 EOF
+} >"$CONF"
 "$BIN" --config "$CONF" check-config >"$WORK/check-config.out" 2>&1 \
     || { cat "$WORK/check-config.out" >&2; die "studywatch refused the config $CONF"; }
 

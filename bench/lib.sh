@@ -60,3 +60,45 @@ generated_catalog() {
     fi
     [[ ! -e $CACHE/catalog.sqlite3-wal ]] || die "$CACHE/catalog.sqlite3 has a WAL file: it was not closed cleanly"
 }
+
+# distinct_ports N: prints N loopback ports that were free a moment ago, all
+# different from each other.
+distinct_ports() {
+    local -a ports=()
+    local p
+    while (( ${#ports[@]} < $1 )); do
+        p=$(free_port)
+        [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+    done
+    echo "${ports[@]}"
+}
+
+# gateway_config SCRIPT: prints the config every benchmark's gateway shares
+# (fsync on, log level warn, unknown callers accepted, the bank-holiday
+# CALENDAR) for the run directory RUN and the ports DICOM_PORT, HL7_PORT and
+# HTTP_PORT; the caller appends its own rules.
+gateway_config() {
+    cat <<EOF
+# Written by $1; rewritten on every run.
+version = 1
+[server]
+shutdown_grace = "10s"
+[log]
+level = "warn"
+[dicom]
+ae_title = "STUDYWATCH"
+listen = "127.0.0.1:$DICOM_PORT"
+accept_unknown_callers = true
+[storage]
+path = "$RUN/storage"
+fsync = true
+[catalog]
+path = "$RUN/catalog.sqlite3"
+[reports.hl7]
+listen = "127.0.0.1:$HL7_PORT"
+[http]
+listen = "127.0.0.1:$HTTP_PORT"
+[watchdog]
+calendar = "$CALENDAR"
+EOF
+}

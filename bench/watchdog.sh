@@ -142,31 +142,10 @@ fi
 mkdir -p "$WORK"
 RUN=$WORK/run
 CONF=$WORK/studywatch.toml
-DICOM_PORT=$(free_port)
-HL7_PORT=$(free_port)
-while [[ $HL7_PORT == "$DICOM_PORT" ]]; do HL7_PORT=$(free_port); done
-cat >"$CONF" <<EOF
-# Written by bench/watchdog.sh; rewritten on every run.
-version = 1
-[server]
-shutdown_grace = "10s"
-[log]
-level = "warn"
-[dicom]
-ae_title = "STUDYWATCH"
-listen = "127.0.0.1:$DICOM_PORT"
-accept_unknown_callers = true
-[storage]
-path = "$RUN/storage"
-fsync = true
-[catalog]
-path = "$RUN/catalog.sqlite3"
-[reports.hl7]
-listen = "127.0.0.1:$HL7_PORT"
-[http]
-listen = "127.0.0.1:$(free_port)"
-[watchdog]
-calendar = "$CALENDAR"
+read -r DICOM_PORT HL7_PORT HTTP_PORT <<<"$(distinct_ports 3)"
+{
+    gateway_config bench/watchdog.sh
+    cat <<EOF
 
 # The probes of the alarm delay: due 5 s after they arrive.
 [[watchdog.rules]]
@@ -179,6 +158,7 @@ report_within = "5s"
 name = "report within 24 hours"
 report_within = "24h"
 EOF
+} >"$CONF"
 "$BIN" --config "$CONF" check-config >"$WORK/check-config.out" 2>&1 \
     || { cat "$WORK/check-config.out" >&2; die "studywatch refused the config $CONF"; }
 
