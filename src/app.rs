@@ -126,15 +126,27 @@ pub async fn serve(
         Arc::clone(&metrics),
     ));
 
-    let auth = crate::http::auth::Auth::load(&config.http)
-        .map_err(|e| anyhow::anyhow!("cannot set up HTTP sign-in: {e}"))?;
-    let web = crate::http::AppState::new(
-        Arc::new(config.clone()),
-        catalog.clone(),
-        Arc::clone(&metrics),
-        auth,
-        Arc::new(jiff::Timestamp::now),
-    );
+    // Reading the users and tokens files and the catalog's newest link id
+    // block, so they happen off the tokio workers, like opening the catalog.
+    let web = {
+        let (config, catalog, metrics) = (
+            Arc::new(config.clone()),
+            catalog.clone(),
+            Arc::clone(&metrics),
+        );
+        tokio::task::spawn_blocking(move || {
+            let auth = crate::http::auth::Auth::load(&config.http)
+                .map_err(|e| anyhow::anyhow!("cannot set up HTTP sign-in: {e}"))?;
+            anyhow::Ok(crate::http::AppState::new(
+                config,
+                catalog,
+                metrics,
+                auth,
+                Arc::new(jiff::Timestamp::now),
+            ))
+        })
+        .await??
+    };
 
     let tracker = TaskTracker::new();
     let dicom_addr = listeners.dicom.local_addr()?;

@@ -46,17 +46,26 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
         .unwrap_or_else(|p| p.into_inner());
     let cached = *state.totals.lock().unwrap_or_else(|p| p.into_inner());
     let fresh = cached.filter(|(at, _)| at.elapsed() < TOTALS_MAX_AGE);
-    let (figures, (reported, next), totals) = state
+    // The file-system figures are read on the same blocking thread as the
+    // catalog's, never on a tokio worker.
+    let catalog_path = state.config.catalog.path.clone();
+    let storage_path = state.config.storage.path.clone();
+    let (figures, (reported, next), totals, catalog_bytes, capacity) = state
         .readers
         .read(move |store| {
             let totals = match fresh {
                 Some((_, t)) => t,
                 None => store.totals()?,
             };
+            let mut wal = catalog_path.clone().into_os_string();
+            wal.push("-wal");
+            let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
             Ok((
                 store.figures(now)?,
                 store.newly_reported(after, TURNAROUND_BATCH)?,
                 totals,
+                size(&catalog_path) + size(std::path::Path::new(&wal)),
+                crate::storage::capacity(&storage_path).ok(),
             ))
         })
         .await?;
@@ -85,13 +94,9 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             *watermark = next;
         }
     }
-    let catalog = &state.config.catalog.path;
-    let mut wal = catalog.clone().into_os_string();
-    wal.push("-wal");
-    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
-    let total = size(catalog) + size(std::path::Path::new(&wal));
-    m.catalog_size.set(i64::try_from(total).unwrap_or(i64::MAX));
-    if let Ok((free, fs_size)) = crate::storage::capacity(&state.config.storage.path) {
+    m.catalog_size
+        .set(i64::try_from(catalog_bytes).unwrap_or(i64::MAX));
+    if let Some((free, fs_size)) = capacity {
         m.storage_free.set(i64::try_from(free).unwrap_or(i64::MAX));
         m.storage_size
             .set(i64::try_from(fs_size).unwrap_or(i64::MAX));
