@@ -67,6 +67,13 @@ pub enum Error {
          upgrade studywatch or point it at another database"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// A migration step would have left rows whose foreign key points at
+    /// nothing; the step was rolled back and the catalog is as it was.
+    #[error(
+        "catalog migration to version {version} would leave {problems} row(s) \
+         with a dangling foreign key; nothing was changed"
+    )]
+    MigrationBroken { version: i64, problems: i64 },
     /// An instance with this SOP Instance UID is already catalogued.
     #[error("SOP instance {0} is already in the catalog")]
     DuplicateInstance(String),

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -443,9 +443,95 @@ CREATE INDEX forward_due
 CREATE INDEX forward_by_study ON forward_queue (study_uid);
 "#;
 
+/// Version 8: alarm kinds are no longer a closed list in the schema, and
+/// failed forward rows have an index of their own.
+///
+/// Version 3 listed the six kinds it knew in a CHECK, so every new kind
+/// (`forward_stalled`, `incomplete_transfer`, ...) would need a table rebuild
+/// of its own. The kinds are an enum in the code (`watchdog::tick`); the
+/// table now only checks a kind's shape. SQLite cannot change a CHECK in
+/// place, so this is its documented rebuild: a new table, the rows copied
+/// with their ids (the outbox refers to them), the old one dropped, the new
+/// one renamed, then its indexes and the triggers that name it recreated.
+/// Foreign keys are off while a step runs and checked before it commits
+/// ([`migrate_to`]), so the outbox's references to the copied ids hold.
+const V8: &str = r#"
+DROP TRIGGER alarms_recheck_on_study;
+DROP TRIGGER alarms_recheck_on_report;
+CREATE TABLE alarms_v8 (
+    id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind                TEXT NOT NULL CHECK (kind <> '' AND kind NOT GLOB '*[^a-z_]*'),
+    subject             TEXT NOT NULL,
+    study_uid           TEXT,
+    report_id           INTEGER,
+    rule                TEXT,
+    state               TEXT NOT NULL CHECK (state IN ('open', 'acknowledged', 'resolved')),
+    raised_at           TEXT NOT NULL,
+    due_at              TEXT NOT NULL,
+    detail              TEXT NOT NULL,
+    next_step           INTEGER NOT NULL DEFAULT 0 CHECK (next_step >= 0),
+    next_action_at      TEXT,
+    acknowledged_by     TEXT,
+    acknowledged_at     TEXT,
+    acknowledged_until  TEXT,
+    ack_reason          TEXT,
+    resolved_at         TEXT,
+    resolved_reason     TEXT,
+    recheck             INTEGER NOT NULL DEFAULT 0 CHECK (recheck IN (0, 1))
+) STRICT;
+INSERT INTO alarms_v8 SELECT id, kind, subject, study_uid, report_id, rule, state, raised_at,
+    due_at, detail, next_step, next_action_at, acknowledged_by, acknowledged_at,
+    acknowledged_until, ack_reason, resolved_at, resolved_reason, recheck FROM alarms;
+DROP TABLE alarms;
+ALTER TABLE alarms_v8 RENAME TO alarms;
+CREATE UNIQUE INDEX alarms_one_live ON alarms (kind, subject) WHERE state <> 'resolved';
+CREATE INDEX alarms_by_report ON alarms (report_id);
+CREATE INDEX alarms_by_kind_subject ON alarms (kind, subject);
+CREATE INDEX alarms_recheck ON alarms (id) WHERE recheck = 1;
+CREATE INDEX alarms_next_action ON alarms (next_action_at) WHERE state = 'open';
+CREATE INDEX alarms_ack_until ON alarms (acknowledged_until) WHERE state = 'acknowledged';
+CREATE INDEX alarms_by_study ON alarms (study_uid);
+CREATE INDEX alarms_by_state ON alarms (state, id);
+CREATE TRIGGER alarms_recheck_on_study
+AFTER UPDATE OF reported_at, no_report_needed, deadline ON studies
+BEGIN
+    UPDATE alarms SET recheck = 1
+    WHERE kind = 'overdue_report' AND subject = NEW.study_uid AND state <> 'resolved';
+END;
+CREATE TRIGGER alarms_recheck_on_report
+AFTER UPDATE OF superseded_by, withdrawn, linked, alert_acknowledged_at ON reports
+BEGIN
+    UPDATE alarms SET recheck = 1 WHERE report_id = NEW.id AND state <> 'resolved';
+END;
+
+-- Queue rows given up on (refused by the destination, file unreadable),
+-- which the watchdog alarms on, among the many sent.
+CREATE INDEX forward_failed ON forward_queue (destination) WHERE state = 'failed';
+"#;
+
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or
 /// refuses it if it is newer than this binary.
 pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings the database up to `target` (at most [`SCHEMA_VERSION`]); tests use
+/// it to build a catalog as an older release left it.
+pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Error> {
+    // A step may rebuild a table that others refer to (SQLite's documented
+    // procedure for changes ALTER TABLE cannot make): with foreign keys on,
+    // dropping the old table would count the referring rows as violations
+    // that no rename resolves. So keys are off while steps run (the pragma
+    // is a no-op inside a transaction) and each step is checked with
+    // `foreign_key_check` before it commits.
+    let enforced: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = apply_steps(conn, target);
+    conn.pragma_update(None, "foreign_keys", enforced)?;
+    result
+}
+
+fn apply_steps(conn: &mut Connection, target: i64) -> Result<(), Error> {
     loop {
         // IMMEDIATE takes the write lock before reading the version, so a CLI and
         // a server opening a fresh database at once cannot both apply a step.
@@ -459,10 +545,24 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), Error> {
                 supported: SCHEMA_VERSION,
             });
         }
-        let Some(step) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+        let Some(step) = usize::try_from(found)
+            .ok()
+            .filter(|_| found < target)
+            .and_then(|i| MIGRATIONS.get(i))
+        else {
             return Ok(());
         };
         tx.execute_batch(step)?;
+        let problems: i64 =
+            tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?;
+        if problems > 0 {
+            return Err(Error::MigrationBroken {
+                version: found + 1,
+                problems,
+            });
+        }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
         tracing::info!(version = found + 1, "catalog schema migrated");

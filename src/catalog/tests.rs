@@ -118,6 +118,79 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
 }
 
 #[test]
+fn version_7_alarms_survive_the_kind_check_rebuild() {
+    let (_dir, path) = temp_db();
+    {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        let mut raw = rusqlite::Connection::open(&path).expect("raw open");
+        raw.pragma_update(None, "foreign_keys", true).expect("fk");
+        super::schema::migrate_to(&mut raw, 7).expect("migrate to 7");
+        raw.execute_batch(
+            "INSERT INTO studies (study_uid, source, calling_ae, first_received_at, last_received_at) \
+                 VALUES ('1.2.3', 'CT1', 'CT1', '2026-01-01T00:00:00.000000Z', \
+                         '2026-01-01T00:00:00.000000Z');
+             INSERT INTO alarms (id, kind, subject, study_uid, state, raised_at, due_at, detail) \
+                 VALUES (41, 'overdue_report', '1.2.3', '1.2.3', 'open', \
+                         '2026-01-02T00:00:00.000000Z', '2026-01-02T00:00:00.000000Z', 'late');
+             INSERT INTO outbox (alarm_id, created_at, channel, event, payload, state, next_attempt_at) \
+                 VALUES (41, '2026-01-02T00:00:00.000000Z', 'email', 'trigger', '{}', 'pending', \
+                         '2026-01-02T00:00:00.000000Z');",
+        )
+        .expect("v7 rows");
+        let refused = raw.execute(
+            "INSERT INTO alarms (kind, subject, state, raised_at, due_at, detail) \
+             VALUES ('forward_stalled', 'forward:pacs', 'open', 'x', 'x', 'x')",
+            [],
+        );
+        assert!(refused.is_err(), "version 7 refuses new kinds");
+    }
+    let store = Store::open(&path, true).expect("open migrates");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let conn = store.conn();
+    let (kind, detail): (String, String) = conn
+        .query_row("SELECT kind, detail FROM alarms WHERE id = 41", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("alarm kept with its id");
+    assert_eq!((kind.as_str(), detail.as_str()), ("overdue_report", "late"));
+    conn.execute(
+        "INSERT INTO alarms (kind, subject, state, raised_at, due_at, detail) \
+         VALUES ('forward_stalled', 'forward:pacs', 'open', 'x', 'x', 'x')",
+        [],
+    )
+    .expect("a new kind is taken");
+    assert!(
+        conn.execute(
+            "INSERT INTO alarms (kind, subject, state, raised_at, due_at, detail) \
+             VALUES ('Not A Kind', 's', 'open', 'x', 'x', 'x')",
+            [],
+        )
+        .is_err(),
+        "a kind is still checked for its shape"
+    );
+    let fk_problems: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("fk check");
+    assert_eq!(fk_problems, 0);
+    // The trigger that names the table still fires.
+    conn.execute(
+        "UPDATE studies SET reported_at = '2026-01-03T00:00:00.000000Z' WHERE study_uid = '1.2.3'",
+        [],
+    )
+    .expect("report the study");
+    let recheck: i64 = conn
+        .query_row("SELECT recheck FROM alarms WHERE id = 41", [], |r| r.get(0))
+        .expect("recheck");
+    assert_eq!(recheck, 1);
+    let next_id: i64 = conn
+        .query_row("SELECT max(id) FROM alarms", [], |r| r.get(0))
+        .expect("max id");
+    assert!(next_id > 41, "ids keep counting after the copied rows");
+}
+
+#[test]
 fn newer_schema_is_refused_and_left_alone() {
     let (_dir, path) = temp_db();
     {
