@@ -71,13 +71,14 @@ const HL7_TYPES: [&str; 8] = [
 
 /// The alarm kinds the watchdog raises, each shown (as 0 when none is live)
 /// so a dashboard query never sees a series vanish.
-const ALARM_KINDS: [&str; 6] = [
+const ALARM_KINDS: [&str; 7] = [
     "overdue_report",
     "failsafe_unacknowledged",
     "unmatched_report",
     "feed_silent",
     "integrity",
     "storage_low",
+    "forward_stalled",
 ];
 
 /// Every metric of the process.

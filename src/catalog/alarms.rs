@@ -635,6 +635,35 @@ impl Store {
         })
     }
 
+    /// Marks for a recheck every live alarm of `kind` whose subject is not
+    /// in `holding` (the subjects whose cause the caller has just seen
+    /// hold), so that the next pass resolves it without waiting for its
+    /// next step. Returns how many were marked.
+    pub fn recheck_cleared(&mut self, kind: &str, holding: &[String]) -> Result<usize, Error> {
+        let live: Vec<(i64, String)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, subject FROM alarms \
+                 WHERE kind = ?1 AND state <> 'resolved' AND recheck = 0",
+            )?;
+            let rows = stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let cleared: Vec<i64> = live
+            .into_iter()
+            .filter(|(_, subject)| !holding.contains(subject))
+            .map(|(id, _)| id)
+            .collect();
+        if cleared.is_empty() {
+            return Ok(0);
+        }
+        self.write(|conn| {
+            for id in &cleared {
+                cached_exec(conn, "UPDATE alarms SET recheck = 1 WHERE id = ?1", [id])?;
+            }
+            Ok(cleared.len())
+        })
+    }
+
     /// Clears an alarm's recheck mark when looking at it changed nothing.
     pub fn alarm_checked(&mut self, id: i64) -> Result<(), Error> {
         self.write(|conn| {

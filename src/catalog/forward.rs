@@ -210,6 +210,40 @@ impl Store {
         })
     }
 
+    /// For each destination with instances waiting: when the oldest of them
+    /// was queued, and how many wait. Read from the partial index of pending
+    /// rows, so it stays cheap however many were sent.
+    pub fn forward_oldest_pending(&self) -> Result<Vec<(String, Timestamp, u64)>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT destination, min(enqueued_at), count(*) FROM forward_queue \
+             WHERE state = 'pending' GROUP BY destination ORDER BY destination",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                parse_ts(r, 1)?,
+                u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// For each destination with instances given up on (state `failed`):
+    /// how many. Read from a partial index of the failed rows.
+    pub fn forward_failed_counts(&self) -> Result<Vec<(String, u64)>, Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT destination, count(*) FROM forward_queue \
+             WHERE state = 'failed' GROUP BY destination ORDER BY destination",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every destination with queue rows, with its figures as of `now`.
     pub fn forward_status(&self, now: Timestamp) -> Result<Vec<ForwardStatusRow>, Error> {
         let mut stmt = self.conn.prepare_cached(

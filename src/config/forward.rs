@@ -9,11 +9,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Problems, ae_title};
+use super::{Problems, ae_title, duration, format_duration};
 
 mod defaults {
     pub const MAX_ASSOCIATIONS: i64 = 1;
     pub const STORAGE_COMMITMENT: bool = false;
+    pub const ALARM_AFTER: &str = "1h";
 }
 
 /// At most this many parallel associations to one destination: a PACS
@@ -21,10 +22,13 @@ mod defaults {
 const MAX_ASSOCIATIONS_LIMIT: i64 = 16;
 
 /// `[forward]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
     /// `[[forward.destinations]]`, in file order, names unique.
     pub destinations: Vec<Destination>,
+    /// `alarm_after`: an instance still waiting for a destination this long
+    /// after it was queued raises `forward_stalled` for that destination.
+    pub alarm_after: std::time::Duration,
 }
 
 impl Forward {
@@ -113,6 +117,8 @@ impl Match {
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FileForward {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alarm_after: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     destinations: Vec<FileDestination>,
 }
@@ -334,11 +340,22 @@ pub(super) fn validate(file: &FileForward, problems: &mut Problems) -> Forward {
             storage_commitment: d.storage_commitment.unwrap_or(defaults::STORAGE_COMMITMENT),
         });
     }
-    Forward { destinations }
+    let alarm_after = duration(
+        "forward.alarm_after",
+        file.alarm_after.as_deref(),
+        defaults::ALARM_AFTER,
+        true,
+        problems,
+    );
+    Forward {
+        destinations,
+        alarm_after,
+    }
 }
 
 pub(super) fn to_file(f: &Forward) -> FileForward {
     FileForward {
+        alarm_after: Some(format_duration(f.alarm_after)),
         destinations: f
             .destinations
             .iter()

@@ -77,7 +77,12 @@ pub struct Sender {
     calling_ae: String,
     /// The storage root that queue rows' `rel_path` is relative to.
     storage_root: PathBuf,
+    /// Reads the queue; quiet, so the sender's polls never wake the
+    /// watchdog.
     catalog: Catalog,
+    /// Records outcomes, and wakes the watchdog so that a `forward_stalled`
+    /// alarm resolves as soon as its destination takes instances again.
+    recorder: Catalog,
     metrics: Arc<Metrics>,
 }
 
@@ -98,7 +103,8 @@ impl Sender {
             peer,
             calling_ae,
             storage_root,
-            catalog,
+            catalog: catalog.quiet(),
+            recorder: catalog,
             metrics,
         }
     }
@@ -146,7 +152,7 @@ impl Sender {
             let wanted = name.clone();
             let now = Timestamp::now();
             if let Err(e) = self
-                .catalog
+                .recorder
                 .call(move |s| s.record_forward_outcomes(&wanted, &outcomes, now))
                 .await
             {
@@ -377,8 +383,7 @@ pub fn spawn_all(
             d.clone(),
             config.dicom.ae_title.clone(),
             config.storage.path.clone(),
-            // Its writes must not wake the watchdog.
-            catalog.quiet(),
+            catalog.clone(),
             Arc::clone(metrics),
         ));
         tracker.spawn(sender.run(shutdown.clone()));

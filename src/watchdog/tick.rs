@@ -54,6 +54,9 @@ pub struct Settings {
     /// Channels that take the daily digest, and its local time.
     pub digest_channels: Vec<String>,
     pub digest_at: jiff::civil::Time,
+    /// With forward destinations configured: how long an instance may wait
+    /// for one before `forward_stalled` is raised for it.
+    pub forward_alarm_after: Option<Duration>,
 }
 
 /// How much space the storage file system has free.
@@ -88,6 +91,8 @@ impl Settings {
                 .map(|c| c.name.clone())
                 .collect(),
             digest_at: config.notify.digest_at,
+            forward_alarm_after: (!config.forward.destinations.is_empty())
+                .then_some(config.forward.alarm_after),
         }
     }
 
@@ -362,6 +367,10 @@ pub fn evaluate(
         },
         None => false,
     };
+    let (stalled, forward_due) = match s.forward_alarm_after {
+        Some(limit) => forward_stalled(store, s, limit, now)?,
+        None => (Vec::new(), None),
+    };
     let next_digest = digest(store, s, now)?;
 
     // 3. Advance what is due.
@@ -371,6 +380,7 @@ pub fn evaluate(
         let remains = match alarm.kind.as_str() {
             "feed_silent" => feed_silent,
             "storage_low" => storage_low,
+            "forward_stalled" => stalled.contains(&alarm.subject),
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
         let (steps, repeat) = s.plan(&alarm.kind, alarm.rule.as_deref());
@@ -494,8 +504,11 @@ pub fn evaluate(
         .min();
     // Free space and the feed are looked at again within a minute.
     let soon = add(now, Duration::from_secs(60));
-    let periodic = (s.storage_free.is_some() || s.feed_silent_after.is_some()).then_some(soon);
-    Ok([next, Some(next_digest), periodic, report_due]
+    let periodic = (s.storage_free.is_some()
+        || s.feed_silent_after.is_some()
+        || s.forward_alarm_after.is_some())
+    .then_some(soon);
+    Ok([next, Some(next_digest), periodic, report_due, forward_due]
         .into_iter()
         .flatten()
         .min())
@@ -540,6 +553,59 @@ fn system_alarm(
         detail,
         next_action_at: None,
     }
+}
+
+/// Raises `forward_stalled` for each destination whose oldest waiting
+/// instance has waited `limit` or longer (it is unreachable, or refuses
+/// with failure statuses), or which has instances given up on that wait
+/// for `forward retry`. Returns the alarm subjects whose cause holds now,
+/// and when the next destination's oldest instance will reach `limit`.
+fn forward_stalled(
+    store: &mut Store,
+    s: &Settings,
+    limit: Duration,
+    now: Timestamp,
+) -> Result<(Vec<String>, Option<Timestamp>), crate::catalog::Error> {
+    let mut causes: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut due: Option<Timestamp> = None;
+    for (destination, oldest, waiting) in store.forward_oldest_pending()? {
+        let waited = now.duration_since(oldest);
+        if waited.as_secs() < 0 || waited.unsigned_abs() < limit {
+            let at = add(oldest, limit);
+            due = Some(due.map_or(at, |d: Timestamp| d.min(at)));
+        } else {
+            causes.entry(destination.clone()).or_default().push(format!(
+                "{waiting} instance(s) wait to be forwarded to {destination}, \
+                 the oldest since {oldest} ({})",
+                human(waited.unsigned_abs())
+            ));
+        }
+    }
+    for (destination, failed) in store.forward_failed_counts()? {
+        causes.entry(destination.clone()).or_default().push(format!(
+            "{failed} instance(s) could not be sent to {destination} and wait for \
+             `studywatch forward retry` (see `studywatch forward status`)"
+        ));
+    }
+    let mut stalled = Vec::with_capacity(causes.len());
+    for (destination, detail) in causes {
+        let subject = format!("forward:{destination}");
+        raise(
+            store,
+            s,
+            system_alarm(
+                "forward_stalled",
+                subject.clone(),
+                None,
+                now,
+                detail.join("; "),
+            ),
+            now,
+        )?;
+        stalled.push(subject);
+    }
+    store.recheck_cleared("forward_stalled", &stalled)?;
+    Ok((stalled, due))
 }
 
 /// Queues the daily digest when its time has come and it has not been sent
@@ -651,6 +717,10 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
         "unmatched_report" => "the report now links to a study, or was replaced".to_owned(),
         "failsafe_unacknowledged" => "the report was withdrawn or replaced".to_owned(),
         "feed_silent" => "HL7 messages arrive again".to_owned(),
+        "forward_stalled" => {
+            "every instance for the destination was sent, or waits less than `alarm_after`"
+                .to_owned()
+        }
         _ => "the cause cleared".to_owned(),
     })
 }
@@ -736,6 +806,7 @@ fn kind_title(kind: &str) -> &'static str {
         "feed_silent" => "HL7 feed silent",
         "integrity" => "Integrity problem in received images",
         "storage_low" => "Storage running low",
+        "forward_stalled" => "Instances not reaching a forward destination",
         _ => "Alarm",
     }
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
+use studywatch::catalog::AlarmFilter;
 
 use crate::harness::*;
 
@@ -183,13 +184,146 @@ fn a_stored_study_reaches_storescp_with_its_data_set_byte_identical() {
     );
 }
 
+/// The Transfer Syntax UID in a Part 10 file's meta group.
+fn ts_of(path: &Path) -> String {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut pre = [0u8; 128];
+    f.read_exact(&mut pre).unwrap();
+    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
+    meta.transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_owned()
+}
+
+#[test]
+fn compressed_instances_reach_storescp_in_their_own_transfer_syntax_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let pacs_port = free_port();
+    let pacs = Storescp::start(pacs_port, dir.path());
+    let gw = TestGateway::with(Options {
+        tail: destination("pacs", pacs_port, ""),
+        ..Options::default()
+    });
+    let files: Vec<PathBuf> = [
+        "valid/mr_j2k_lossless.dcm",
+        "valid/ct_jpegls_lossless.dcm",
+        "valid/xa_jpeg_baseline_2frames.dcm",
+    ]
+    .iter()
+    .map(|f| corpus(f))
+    .collect();
+    // dcmsend proposes each file's own (compressed) transfer syntax.
+    let port = gw.port.to_string();
+    let mut args = vec!["-aec", AE, "-aet", "CT1", "-dn", "-nh", "127.0.0.1", &port];
+    let paths: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    args.extend(paths.iter().map(String::as_str));
+    let out = dcmtk("dcmsend", &args);
+    assert!(out.status.success(), "{}", show(&out));
+
+    wait_for("3 instances at storescp", Duration::from_secs(60), || {
+        pacs.files().len() == 3
+    });
+    for original in &files {
+        let sop = sop_of(original);
+        let received = pacs
+            .files()
+            .into_iter()
+            .find(|p| sop_of(p) == sop)
+            .unwrap_or_else(|| panic!("{sop} did not reach storescp"));
+        assert_eq!(ts_of(&received), ts_of(original), "{sop}: transcoded");
+        assert_eq!(
+            data_set_bytes(&received),
+            data_set_bytes(original),
+            "{sop}: the data set storescp received differs from the one sent to the gateway"
+        );
+    }
+    assert!(ts_of(&files[0]).starts_with("1.2.840.10008.1.2.4.90"));
+}
+
+#[test]
+fn an_instance_that_cannot_be_sent_raises_forward_stalled_until_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_series(3, &dir.path().join("series"));
+    let pacs_port = free_port();
+    let gw = TestGateway::with(Options {
+        tail: destination("pacs", pacs_port, ""),
+        ..Options::default()
+    });
+    storescu(gw.port, &files);
+    // The stored file of one instance goes missing before it is forwarded
+    // (a disk fault, a mistaken clean-up): it can never be sent as things
+    // stand.
+    let lost = sop_of(&files[1]);
+    let row = gw.catalog().lookup_instance(&lost).unwrap().unwrap();
+    let lost_path = gw.storage().join(&row.rel_path);
+    let kept = std::fs::read(&lost_path).unwrap();
+    std::fs::remove_file(&lost_path).unwrap();
+
+    let pacs = Storescp::start(pacs_port, dir.path());
+    let out = gw.cli(&["forward", "retry", "--destination", "pacs"]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for("2 sent and 1 failed", Duration::from_secs(60), || {
+        let s = status(&gw.config_path);
+        let p = of(&s, "pacs");
+        p["sent"] == 2 && p["failed"] == 1 && p["pending"] == 0
+    });
+    // Failed rows wait for a person: the watchdog says so at once.
+    let stalled = || {
+        gw.catalog()
+            .alarms(&AlarmFilter::default())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.kind == "forward_stalled" && a.subject == "forward:pacs")
+    };
+    wait_for("forward_stalled to open", Duration::from_secs(30), || {
+        stalled().is_some_and(|a| a.state == "open")
+    });
+    let alarm = stalled().unwrap();
+    assert!(
+        alarm
+            .detail
+            .contains("1 instance(s) could not be sent to pacs"),
+        "{}",
+        alarm.detail
+    );
+    let (code, page) = http_get(gw.http_port, "/api/alarms?state=open");
+    assert_eq!(code, 200);
+    assert!(page.contains("forward_stalled"), "{page}");
+
+    // The file is put back and the row retried: delivered, alarm resolved.
+    std::fs::write(&lost_path, kept).unwrap();
+    let out = gw.cli(&[
+        "forward",
+        "retry",
+        "--destination",
+        "pacs",
+        "--by",
+        "pacs-team",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    wait_for("all 3 sent", Duration::from_secs(60), || {
+        let s = status(&gw.config_path);
+        of(&s, "pacs")["sent"] == 3
+    });
+    wait_for(
+        "forward_stalled to resolve",
+        Duration::from_secs(30),
+        || stalled().is_some_and(|a| a.state == "resolved"),
+    );
+    assert_eq!(pacs.files().len(), 3);
+}
+
 #[test]
 fn instances_wait_for_an_unreachable_destination_then_arrive_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let files = make_series(4, &dir.path().join("series"));
     let pacs_port = free_port();
     let gw = TestGateway::with(Options {
-        tail: destination("pacs", pacs_port, ""),
+        tail: format!(
+            "[forward]\nalarm_after = \"2s\"\n{}",
+            destination("pacs", pacs_port, "")
+        ),
         ..Options::default()
     });
     storescu(gw.port, &files);
@@ -229,6 +363,20 @@ fn instances_wait_for_an_unreachable_destination_then_arrive_exactly_once() {
     let out = gw.cli(&["forward", "retry", "--destination", "nowhere"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
 
+    // Waiting past `alarm_after` raises forward_stalled for the destination.
+    let stalled = || {
+        gw.catalog()
+            .alarms(&AlarmFilter::default())
+            .unwrap()
+            .into_iter()
+            .find(|a| a.kind == "forward_stalled" && a.subject == "forward:pacs")
+    };
+    wait_for("forward_stalled to open", Duration::from_secs(30), || {
+        stalled().is_some_and(|a| a.state == "open")
+    });
+    let alarm = stalled().unwrap();
+    assert!(alarm.detail.contains("4 instance(s)"), "{}", alarm.detail);
+
     let pacs = Storescp::start(pacs_port, dir.path());
     wait_for("the queue to drain", Duration::from_secs(60), || {
         let s = status(&gw.config_path);
@@ -239,6 +387,12 @@ fn instances_wait_for_an_unreachable_destination_then_arrive_exactly_once() {
     let originals: BTreeSet<String> = files.iter().map(|p| sop_of(p)).collect();
     assert_eq!(received, originals);
     assert_eq!(pacs.requests(), 4, "each instance sent once");
+    // Delivered: the alarm resolves on its own.
+    wait_for(
+        "forward_stalled to resolve",
+        Duration::from_secs(30),
+        || stalled().is_some_and(|a| a.state == "resolved"),
+    );
 }
 
 #[test]

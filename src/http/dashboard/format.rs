@@ -130,6 +130,7 @@ pub fn alarm_kind(kind: &str) -> &str {
         "feed_silent" => "HL7 feed silent",
         "integrity" => "Integrity problem",
         "storage_low" => "Storage space low",
+        "forward_stalled" => "Not reaching a forward destination",
         other => other,
     }
 }
