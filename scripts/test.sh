@@ -2,8 +2,11 @@
 # Runs every test of studywatch. First installs the real peers the tests
 # drive when they are missing: DCMTK, strace, python3-hl7 (for its
 # mllp_send), python3-aiosmtpd (a real SMTP server), openssl (test
-# certificates), chromium and chromium-driver (the dashboard's browser test)
-# from Debian packages, pynetdicom (with pydicom) and selenium from PyPI.
+# certificates), chromium and chromium-driver (the dashboard's browser test),
+# orthanc (a real PACS: storage, query and storage commitment) from Debian
+# packages, pynetdicom (with pydicom) and selenium from PyPI. Installing
+# orthanc never leaves its system service running: the tests start their own
+# Orthanc on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +21,19 @@ command -v mllp_send >/dev/null || missing+=(python3-hl7)
 command -v openssl >/dev/null || missing+=(openssl)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+[ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing from Debian: ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [[ " ${missing[*]} " == *" orthanc "* ]]; then
+    # The package may start and enable a service on the default ports
+    # (4242, 8042); the tests need neither.
+    "${sudo_cmd[@]}" service orthanc stop >/dev/null 2>&1 || true
+    if command -v systemctl >/dev/null; then
+      "${sudo_cmd[@]}" systemctl disable orthanc >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 # pydicom is pinned: the corpus generator's byte-identical output depends on it.

@@ -14,6 +14,7 @@ mod http_api;
 mod http_auth;
 mod ingest;
 mod metrics;
+mod orthanc;
 mod reports;
 mod watchdog;
 mod web;
