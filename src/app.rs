@@ -98,7 +98,14 @@ pub async fn serve(
         rule_attributes(&config),
         config.forward.clone(),
     );
-    let scp = Scp::new(Settings::from_config(&config), ingest, Arc::clone(&metrics));
+    let commitments =
+        crate::commit::Commitments::new(&config, catalog.clone(), Arc::clone(&metrics));
+    let scp = Scp::new(
+        Settings::from_config(&config),
+        ingest,
+        Arc::clone(&commitments),
+        Arc::clone(&metrics),
+    );
 
     let intake = Intake::new(&config, catalog.clone(), Arc::clone(&metrics));
 
@@ -177,6 +184,29 @@ pub async fn serve(
         shutdown.clone(),
     ));
     crate::forward::spawn_all(&config, &catalog, &metrics, &tracker, &shutdown);
+    tracker.spawn(Arc::clone(&commitments).run_reporter(shutdown.clone()));
+    for d in config
+        .forward
+        .destinations
+        .iter()
+        .filter(|d| d.storage_commitment)
+    {
+        tracker.spawn(Arc::clone(&commitments).run_requester(d.clone(), shutdown.clone()));
+    }
+    tracker.spawn(crate::stability::run(
+        crate::stability::Settings::from_config(&config),
+        catalog.clone(),
+        shutdown.clone(),
+    ));
+    if !config.forward.destinations.is_empty() {
+        tracker.spawn(crate::retention::run(
+            catalog.quiet(),
+            config.storage.path.clone(),
+            config.storage.retain_for,
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        ));
+    }
     tracker.spawn(outbox::run(
         sender,
         SystemClock,

@@ -399,9 +399,18 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
 fn verify(config: &Config, study: Option<&str>) -> anyhow::Result<ExitCode> {
     let store = open_store(config)?;
     let instances = store.instances(study)?;
-    let (mut ok, mut bad) = (0usize, 0usize);
+    let (mut ok, mut bad, mut pruned) = (0usize, 0usize, 0usize);
     for inst in &instances {
         let path = config.storage.path.join(&inst.rel_path);
+        if let Some(at) = inst.pruned_at {
+            // Pruned on purpose once every destination had it: not a fault.
+            pruned += 1;
+            println!(
+                "PRUNED   {}  (local copy removed {at})",
+                inst.sop_instance_uid
+            );
+            continue;
+        }
         match crate::ingest::hash_stored_file(&path) {
             Ok(hash) if hash == inst.sha256 => ok += 1,
             Ok(hash) => {
@@ -429,7 +438,7 @@ fn verify(config: &Config, study: Option<&str>) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "{ok} intact, {bad} missing or changed, of {} instances",
+        "{ok} intact, {pruned} pruned after delivery, {bad} missing or changed, of {} instances",
         instances.len()
     );
     Ok(if bad == 0 {

@@ -62,6 +62,8 @@ mod defaults {
     pub const STORAGE_PATH: &str = "var/storage";
     pub const FSYNC: bool = true;
     pub const MIN_FREE_BYTES: u64 = 1_073_741_824;
+    pub const RETAIN_FOR: &str = "7d";
+    pub const STABLE_AFTER: &str = "60s";
     pub const CATALOG_PATH: &str = "var/catalog.sqlite3";
 }
 
@@ -229,6 +231,10 @@ pub struct Dicom {
     pub accept_unknown_callers: bool,
     /// The known peers, in file order, AE titles unique.
     pub peers: Vec<Peer>,
+    /// A study is stable once no instance has arrived for this long (a
+    /// peer may override it); stability starts the checks that need the
+    /// whole study (completeness, storage commitment towards PACS).
+    pub stable_after: Duration,
 }
 
 /// One `[[dicom.peers]]` entry: a DICOM node we know by its AE title.
@@ -243,6 +249,11 @@ pub struct Peer {
     pub port: Option<u16>,
     /// The source label recorded on studies it sends; defaults to its AE title.
     pub source: String,
+    /// Its own `stable_after`, overriding `[dicom] stable_after`.
+    pub stable_after: Option<Duration>,
+    /// Whether it answers C-FIND (Study Root), so that the completeness of
+    /// what it sent can be checked against what it holds. Needs host and port.
+    pub query_retrieve: bool,
 }
 
 /// `[storage]`: where received instances are kept.
@@ -256,6 +267,9 @@ pub struct Storage {
     pub fsync: bool,
     /// Below this much free space, stores are refused with status 0xA700.
     pub min_free_bytes: u64,
+    /// A local file is pruned once it is this old and every destination
+    /// that takes it has it (committed, where the destination commits).
+    pub retain_for: Duration,
 }
 
 /// `[catalog]`: the SQLite database that is the single source of truth.
@@ -367,8 +381,11 @@ impl Config {
                         host: p.host.clone(),
                         port: p.port.map(i64::from),
                         source: Some(p.source.clone()),
+                        stable_after: p.stable_after.map(format_duration),
+                        query_retrieve: p.query_retrieve.then_some(true),
                     })
                     .collect(),
+                stable_after: Some(format_duration(self.dicom.stable_after)),
             },
             storage: FileStorage {
                 path: Some(self.storage.path.display().to_string()),
@@ -376,6 +393,7 @@ impl Config {
                 min_free_bytes: Some(ByteSize::Int(
                     i64::try_from(self.storage.min_free_bytes).unwrap_or(i64::MAX),
                 )),
+                retain_for: Some(format_duration(self.storage.retain_for)),
             },
             catalog: FileCatalog {
                 path: Some(self.catalog.path.display().to_string()),
@@ -466,6 +484,8 @@ struct FileDicom {
     accept_unknown_callers: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     peers: Vec<FilePeer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stable_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -480,6 +500,10 @@ struct FilePeer {
     port: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stable_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_retrieve: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -491,6 +515,8 @@ struct FileStorage {
     fsync: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     min_free_bytes: Option<ByteSize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retain_for: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -620,6 +646,13 @@ fn validate(file: &FileConfig) -> Result<Config, Error> {
                 0
             }),
         },
+        retain_for: duration(
+            "storage.retain_for",
+            file.storage.retain_for.as_deref(),
+            defaults::RETAIN_FOR,
+            true,
+            &mut problems,
+        ),
     };
     let catalog = Catalog {
         path: non_empty_path(
@@ -803,6 +836,13 @@ fn validate_dicom(file: &FileDicom, problems: &mut Problems) -> Dicom {
             .accept_unknown_callers
             .unwrap_or(defaults::ACCEPT_UNKNOWN_CALLERS),
         peers,
+        stable_after: duration(
+            "dicom.stable_after",
+            file.stable_after.as_deref(),
+            defaults::STABLE_AFTER,
+            true,
+            problems,
+        ),
     }
 }
 
@@ -866,11 +906,30 @@ fn validate_peer(key: &str, file: &FilePeer, problems: &mut Problems) -> Peer {
         }
     };
 
+    let stable_after = file.stable_after.as_deref().map(|raw| {
+        duration(
+            &format!("{key}.stable_after"),
+            Some(raw),
+            defaults::STABLE_AFTER,
+            true,
+            problems,
+        )
+    });
+    let query_retrieve = file.query_retrieve.unwrap_or(false);
+    if query_retrieve && host.is_none() {
+        problems.push(
+            format!("{key}.query_retrieve"),
+            "needs host and port: the completeness check opens an association to the peer",
+        );
+    }
+
     Peer {
         ae_title: ae,
         host,
         port,
         source,
+        stable_after,
+        query_retrieve,
     }
 }
 
@@ -1381,12 +1440,16 @@ mod tests {
                     host: Some("10.0.0.5".into()),
                     port: Some(104),
                     source: "CT1".into(),
+                    stable_after: None,
+                    query_retrieve: false,
                 },
                 Peer {
                     ae_title: "TRUSTB".into(),
                     host: None,
                     port: None,
                     source: "trust-b".into(),
+                    stable_after: None,
+                    query_retrieve: false,
                 },
             ]
         );

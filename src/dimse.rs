@@ -45,7 +45,7 @@ pub mod status {
 }
 
 /// Command Data Set Type value meaning "no data set follows".
-const NO_DATA_SET: u16 = 0x0101;
+pub(crate) const NO_DATA_SET: u16 = 0x0101;
 
 /// The longest Error Comment (0000,0902) the standard allows (LO).
 pub const MAX_ERROR_COMMENT: usize = 64;
@@ -175,7 +175,7 @@ impl Response<'_> {
     }
 }
 
-/// Encodes a request command set (used by the diagnostic SCU).
+/// Encodes a request command set (used by the SCUs: `scu` and `query`).
 pub fn encode_request(
     request_field: u16,
     message_id: u16,
@@ -201,7 +201,8 @@ pub fn encode_request(
             PrimitiveValue::from(sop_class_uid),
         ),
     ];
-    if request_field == field::C_STORE_RQ {
+    // Priority (0000,0700) is required in these requests; 0 is medium.
+    if matches!(request_field, field::C_STORE_RQ | field::C_FIND_RQ) {
         elements.push(DataElement::new(
             tags::PRIORITY,
             VR::US,
@@ -223,13 +224,16 @@ pub fn encode_request(
     out
 }
 
-/// A decoded response command set (used by the diagnostic SCU).
+/// A decoded response command set (used by the SCUs: `scu` and `query`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub field: u16,
     pub message_id_responded: u16,
     pub status: u16,
     pub error_comment: Option<String>,
+    /// A data set follows (Command Data Set Type other than 0101H; false
+    /// when the element is missing), as with a pending C-FIND response.
+    pub has_data_set: bool,
 }
 
 impl Reply {
@@ -245,6 +249,7 @@ impl Reply {
                 .get(tags::ERROR_COMMENT)
                 .and_then(|e| e.value().to_str().ok())
                 .map(|s| s.trim().to_owned()),
+            has_data_set: u16_of(tags::COMMAND_DATA_SET_TYPE).is_some_and(|t| t != NO_DATA_SET),
         })
     }
 }
@@ -252,7 +257,7 @@ impl Reply {
 /// Parses a command set. Its structure is walked first, so that no element
 /// length a peer declares can exceed the bytes actually received: the
 /// decoder behind it allocates a value's declared length before reading it.
-fn read_command_set(bytes: &[u8]) -> Result<InMemDicomObject, Error> {
+pub(crate) fn read_command_set(bytes: &[u8]) -> Result<InMemDicomObject, Error> {
     use crate::ingest::parse::{self, Encoding, SeekSource};
     let mut src = SeekSource::new(std::io::Cursor::new(bytes), 0, bytes.len() as u64)
         .map_err(|e| Error::Parse(e.to_string()))?;

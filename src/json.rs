@@ -91,6 +91,124 @@ pub struct StudyDetail {
     pub audit: Vec<AuditEntry>,
     /// The study's alarms in every state, newest first.
     pub alarms: Vec<Alarm>,
+    /// Whether the study has settled, and whether its sender says it is whole.
+    pub transfer: Transfer,
+    /// Per destination that takes the study: received → forwarded →
+    /// committed in PACS, counted over its instances.
+    pub forwarding: Vec<Forwarding>,
+}
+
+/// `transfer` of a study.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// When it became stable (no instance for `stable_after`); null while
+    /// instances may still arrive.
+    pub stable_at: Option<String>,
+    /// `checking | complete | incomplete | unknown`, or null when its sender
+    /// is not configured for query/retrieve.
+    pub completeness: Option<String>,
+    /// How many instances the sender says the study has.
+    pub expected_instances: Option<u64>,
+    pub completeness_at: Option<String>,
+    /// In words: "2 of 3 instance(s) received", or why it is unknown.
+    pub completeness_detail: Option<String>,
+}
+
+/// One destination's view of a study.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forwarding {
+    pub destination: String,
+    pub pending: u64,
+    pub sent: u64,
+    pub failed: u64,
+    /// Sent and waiting for the destination's storage commitment.
+    pub awaiting_commitment: u64,
+    /// Committed in the destination (storage commitment).
+    pub committed: u64,
+    /// The destination refused to commit them.
+    pub commit_failed: u64,
+    /// Whether the destination does storage commitment (judged by its rows).
+    pub commits: bool,
+    pub last_sent_at: Option<String>,
+    pub last_committed_at: Option<String>,
+}
+
+/// One instance's delivery to one destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub destination: String,
+    /// `pending | sent | failed`.
+    pub state: String,
+    pub attempts: u64,
+    pub sent_at: Option<String>,
+    pub last_error: Option<String>,
+    /// `awaiting | requested | committed | failed`, or null when the
+    /// destination does not do storage commitment.
+    pub commit_state: Option<String>,
+    pub committed_at: Option<String>,
+    pub commit_failure: Option<String>,
+}
+
+impl From<&catalog::DeliveryRow> for Delivery {
+    fn from(row: &catalog::DeliveryRow) -> Delivery {
+        Delivery {
+            destination: row.destination.clone(),
+            state: row.state.clone(),
+            attempts: row.attempts,
+            sent_at: opt_time(row.sent_at),
+            last_error: row.last_error.clone(),
+            commit_state: row.commit_state.clone(),
+            committed_at: opt_time(row.committed_at),
+            commit_failure: row.commit_failure.clone(),
+        }
+    }
+}
+
+/// The per-destination summary of a study's delivery rows.
+fn forwarding(rows: &[catalog::DeliveryRow]) -> Vec<Forwarding> {
+    let mut out: Vec<Forwarding> = Vec::new();
+    for row in rows {
+        let i = match out.iter().position(|f| f.destination == row.destination) {
+            Some(i) => i,
+            None => {
+                out.push(Forwarding {
+                    destination: row.destination.clone(),
+                    pending: 0,
+                    sent: 0,
+                    failed: 0,
+                    awaiting_commitment: 0,
+                    committed: 0,
+                    commit_failed: 0,
+                    commits: false,
+                    last_sent_at: None,
+                    last_committed_at: None,
+                });
+                out.len() - 1
+            }
+        };
+        let f = &mut out[i];
+        match row.state.as_str() {
+            "pending" => f.pending += 1,
+            "sent" => f.sent += 1,
+            _ => f.failed += 1,
+        }
+        match row.commit_state.as_deref() {
+            Some("awaiting" | "requested") => f.awaiting_commitment += 1,
+            Some("committed") => f.committed += 1,
+            Some(_) => f.commit_failed += 1,
+            None => {}
+        }
+        f.commits |= row.commit_state.is_some();
+        let later = |a: &Option<String>, b: Option<jiff::Timestamp>| match (a, b) {
+            (_, None) => a.clone(),
+            (None, Some(b)) => Some(time(b)),
+            (Some(x), Some(b)) => Some(if *x >= time(b) { x.clone() } else { time(b) }),
+        };
+        f.last_sent_at = later(&f.last_sent_at, row.sent_at);
+        f.last_committed_at = later(&f.last_committed_at, row.committed_at);
+    }
+    out.sort_by(|a, b| a.destination.cmp(&b.destination));
+    out
 }
 
 impl StudyDetail {
@@ -105,7 +223,20 @@ impl StudyDetail {
         StudyDetail {
             study: Study::from_row(&detail.study, now),
             series: detail.series.iter().map(Series::from).collect(),
-            instances: detail.instances.iter().map(Instance::from).collect(),
+            instances: detail
+                .instances
+                .iter()
+                .map(|i| {
+                    let mut instance = Instance::from(i);
+                    instance.delivery = detail
+                        .delivery
+                        .iter()
+                        .filter(|d| d.sop_instance_uid == i.sop_instance_uid)
+                        .map(Delivery::from)
+                        .collect();
+                    instance
+                })
+                .collect(),
             ingest_failures: detail.failures.iter().map(IngestFailure::from).collect(),
             integrity_conflicts: detail
                 .conflicts
@@ -115,6 +246,14 @@ impl StudyDetail {
             reports: detail.reports.iter().map(Report::from).collect(),
             audit: detail.audit.iter().map(AuditEntry::from).collect(),
             alarms: alarms.iter().map(Alarm::from).collect(),
+            transfer: Transfer {
+                stable_at: opt_time(detail.transfer.stable_at),
+                completeness: detail.transfer.completeness.clone(),
+                expected_instances: detail.transfer.expected_instances,
+                completeness_at: opt_time(detail.transfer.completeness_at),
+                completeness_detail: detail.transfer.completeness_detail.clone(),
+            },
+            forwarding: forwarding(&detail.delivery),
         }
     }
 }
@@ -252,6 +391,11 @@ pub struct Instance {
     pub sha256: String,
     pub received_at: String,
     pub calling_ae: String,
+    /// When the local file was pruned because every destination had it
+    /// (committed, where it commits); the catalog keeps the row and hash.
+    pub pruned_at: Option<String>,
+    /// Its delivery to each destination that takes it.
+    pub delivery: Vec<Delivery>,
 }
 
 impl From<&catalog::InstanceRow> for Instance {
@@ -265,6 +409,8 @@ impl From<&catalog::InstanceRow> for Instance {
             sha256: row.sha256.clone(),
             received_at: time(row.received_at),
             calling_ae: row.calling_ae.clone(),
+            pruned_at: opt_time(row.pruned_at),
+            delivery: Vec::new(),
         }
     }
 }
@@ -640,6 +786,7 @@ mod tests {
                 rel_path: "1.2.3/1.2.3.1/1.2.3.1.1.dcm".into(),
                 received_at: at,
                 calling_ae: "CT1".into(),
+                pruned_at: None,
             }],
             failures: vec![catalog::FailureRow {
                 id: 4,
@@ -671,6 +818,8 @@ mod tests {
                 detail: "first instance".into(),
             }],
             reports: vec![],
+            transfer: catalog::TransferRow::default(),
+            delivery: vec![],
         };
         let alarm = catalog::AlarmRow {
             id: 3,
@@ -706,6 +855,8 @@ mod tests {
             "reports",
             "audit",
             "alarms",
+            "transfer",
+            "forwarding",
         ]);
         assert_eq!(keys(&value), expected);
         assert_eq!(
@@ -731,6 +882,8 @@ mod tests {
                 "sha256",
                 "received_at",
                 "calling_ae",
+                "pruned_at",
+                "delivery",
             ])
         );
         assert_eq!(

@@ -15,7 +15,11 @@
 //! - [`reports`] — the HL7 MLLP listener; HL7 messages into catalog reports.
 //! - [`scu`] — the C-STORE/C-ECHO SCU behind `echo`, `send` and forwarding.
 //! - [`forward`] — one sender per destination working through the forward queue.
+//! - [`query`] — the C-FIND SCU: how many instances a peer holds of a study and its series.
+//! - [`retention`] — prunes local files every destination has.
+//! - [`stability`] — notices stable studies; checks their completeness with the sender.
 //! - [`hl7`] — HL7 v2: MLLP framing, parsing and field extraction, ACKs.
+//! - [`commit`] — storage commitment both ways: messages, associations, tasks.
 //! - [`cli`] — the command-line commands other than `serve`.
 //! - [`uid`] — the DICOM UID grammar, checked before any UID is trusted.
 //! - [`watchdog`] — rules, deadlines (calendars, working hours), alarms.
@@ -25,6 +29,7 @@
 pub mod app;
 pub mod catalog;
 pub mod cli;
+pub mod commit;
 pub mod config;
 pub mod dimse;
 pub mod forward;
@@ -34,9 +39,12 @@ pub mod ingest;
 pub mod json;
 pub mod metrics;
 pub mod notify;
+pub mod query;
 pub mod reports;
+pub mod retention;
 pub mod scp;
 pub mod scu;
+pub mod stability;
 pub mod storage;
 pub mod uid;
 pub mod watchdog;

@@ -71,7 +71,7 @@ const HL7_TYPES: [&str; 8] = [
 
 /// The alarm kinds the watchdog raises, each shown (as 0 when none is live)
 /// so a dashboard query never sees a series vanish.
-const ALARM_KINDS: [&str; 7] = [
+const ALARM_KINDS: [&str; 8] = [
     "overdue_report",
     "failsafe_unacknowledged",
     "unmatched_report",
@@ -79,6 +79,7 @@ const ALARM_KINDS: [&str; 7] = [
     "integrity",
     "storage_low",
     "forward_stalled",
+    "incomplete_transfer",
 ];
 
 /// Every metric of the process.
@@ -115,6 +116,9 @@ pub struct Metrics {
     pub notifications: Family<OutcomeLabels, Counter>,
     pub forward_queue_depth: Family<DestinationLabels, Gauge>,
     pub forwarded: Family<ForwardedLabels, Counter>,
+    pub pruned_instances: Counter,
+    pub pruned_bytes: Counter,
+    pub commitments: Family<ForwardedLabels, Counter>,
     /// The configured destinations, so that each shows a depth (0 when
     /// nothing waits) and a destination's gauge drops to 0 when drained.
     destinations: std::sync::Mutex<Vec<String>>,
@@ -264,6 +268,18 @@ impl Metrics {
                 r,
                 "forwarded",
                 "Forwarding attempts by destination and outcome (sent, retry, failed)",
+            ),
+            pruned_instances: registered(
+                r,
+                "pruned_instances",
+                "Local files removed after every destination had them",
+            ),
+            pruned_bytes: registered(r, "pruned_bytes", "Bytes of local files pruned"),
+            commitments: registered(
+                r,
+                "pacs_commitments",
+                "Instances a destination reported on by storage commitment, by outcome \
+                 (committed, failed)",
             ),
             destinations: std::sync::Mutex::new(Vec::new()),
             registry,

@@ -67,7 +67,7 @@ pub struct FileResult {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-fn options(calling: &str, peer: &Peer) -> ClientAssociationOptions<'static> {
+pub(crate) fn options(calling: &str, peer: &Peer) -> ClientAssociationOptions<'static> {
     ClientAssociationOptions::new()
         .calling_ae_title(calling.to_owned())
         .called_ae_title(peer.ae_title.clone())
@@ -313,7 +313,7 @@ fn accepted_context(
         .map(|pc| pc.id)
 }
 
-async fn send_command(
+pub(crate) async fn send_command(
     assoc: &mut AsyncClientAssociation<TcpStream>,
     pc_id: u8,
     data: Vec<u8>,

@@ -576,6 +576,13 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?,
+            "incomplete_transfer" => cached_row(
+                &self.conn,
+                "SELECT completeness IS NOT 'complete' FROM studies WHERE study_uid = ?1",
+                [&alarm.subject],
+                |r| r.get(0),
+            )
+            .optional()?,
             // Others clear by their own checks (feed, storage) or by a person.
             _ => Some(true),
         };

@@ -146,11 +146,13 @@ impl Store {
     }
 
     /// Records the outcomes of a batch of attempts to `destination` in one
-    /// transaction.
+    /// transaction. With `commits` (the destination does storage
+    /// commitment), a sent row then awaits its commitment request.
     pub fn record_forward_outcomes(
         &mut self,
         destination: &str,
         outcomes: &[ForwardOutcome],
+        commits: bool,
         now: Timestamp,
     ) -> Result<(), Error> {
         let at = fmt_ts(now);
@@ -163,9 +165,16 @@ impl Store {
                     } => cached_exec(
                         conn,
                         "UPDATE forward_queue SET state = 'sent', attempts = attempts + 1, \
-                         sent_at = ?3, last_attempt_at = ?3, last_status = ?4, last_error = NULL \
+                         sent_at = ?3, last_attempt_at = ?3, last_status = ?4, last_error = NULL, \
+                         commit_state = CASE WHEN ?5 THEN 'awaiting' END \
                          WHERE destination = ?1 AND sop_instance_uid = ?2 AND state = 'pending'",
-                        params![destination, sop_instance_uid, at, i64::from(*status)],
+                        params![
+                            destination,
+                            sop_instance_uid,
+                            at,
+                            i64::from(*status),
+                            commits
+                        ],
                     )?,
                     ForwardOutcome::Retry {
                         sop_instance_uid,

@@ -24,13 +24,16 @@
 //! deadline. It stores what it is told and answers questions about it.
 
 mod alarms;
+mod commit;
 pub mod dashboard;
 mod figures;
 mod forward;
 mod handle;
 mod readers;
 mod reports;
+mod retention;
 mod schema;
+mod stability;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -44,6 +47,7 @@ pub use alarms::{
     AlarmFilter, AlarmRow, AlarmUpdate, DeadlineUpdate, NewAlarm, NewNotification, OutboxRow,
     StudyForRules,
 };
+pub use commit::{CommitAnswer, CommitBatch, DueReport, PeerRequest, UncommittedRow};
 pub use figures::{AGE_BUCKETS, Figures};
 pub use forward::{ForwardItem, ForwardOutcome, ForwardStatusRow};
 pub use handle::Catalog;
@@ -52,7 +56,9 @@ pub use reports::{
     Hl7Content, Hl7Recorded, Link, LinkPolicy, LinkRow, LinkRule, NewHl7Message, NewOrder,
     NewReport, PatientId, ReportOrigin, ReportRow, ReportStatus,
 };
+pub use retention::{Prunable, PruneCursor};
 pub use schema::SCHEMA_VERSION;
+pub use stability::{Completeness, Settling, ToCheck};
 pub use store::Store;
 
 /// Everything that can go wrong in the catalog.
@@ -303,6 +309,9 @@ pub struct InstanceRow {
     pub rel_path: String,
     pub received_at: Timestamp,
     pub calling_ae: String,
+    /// When the local file was pruned (every destination had it); the row
+    /// and its hash stay.
+    pub pruned_at: Option<Timestamp>,
 }
 
 /// A row of `ingest_failures`.
@@ -355,6 +364,39 @@ pub struct StudyDetail {
     pub audit: Vec<AuditRow>,
     /// Reports linked to the study, oldest first, with their links.
     pub reports: Vec<ReportRow>,
+    /// Stability and completeness.
+    pub transfer: TransferRow,
+    /// Each instance's delivery to each destination that takes it.
+    pub delivery: Vec<DeliveryRow>,
+}
+
+/// Whether a study has settled, and whether its sender says it is whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransferRow {
+    pub stable_at: Option<Timestamp>,
+    /// `checking | complete | incomplete | unknown`, or None (not checked:
+    /// the sender is not configured for query/retrieve).
+    pub completeness: Option<String>,
+    pub expected_instances: Option<u64>,
+    pub completeness_at: Option<Timestamp>,
+    pub completeness_detail: Option<String>,
+}
+
+/// One instance's row in the forward queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub sop_instance_uid: String,
+    pub destination: String,
+    /// `pending | sent | failed`.
+    pub state: String,
+    pub attempts: u64,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// `awaiting | requested | committed | failed`, or None when the
+    /// destination does not do storage commitment.
+    pub commit_state: Option<String>,
+    pub committed_at: Option<Timestamp>,
+    pub commit_failure: Option<String>,
 }
 
 /// Row counts, for `stats`, `/metrics` and readiness.

@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -507,6 +507,76 @@ END;
 -- Queue rows given up on (refused by the destination, file unreadable),
 -- which the watchdog alarms on, among the many sent.
 CREATE INDEX forward_failed ON forward_queue (destination) WHERE state = 'failed';
+"#;
+
+/// Version 9: stable studies, completeness, storage commitment both ways,
+/// and local pruning (`catalog/commit.rs`, `catalog/stability.rs`,
+/// `catalog/retention.rs`).
+///
+/// - `studies.stable_at`: set once no instance has arrived for the study's
+///   `stable_after`; cleared by a late instance. `studies_unstable` holds
+///   only the studies still receiving.
+/// - `studies.completeness` and its figures: what the sender said it holds
+///   (C-FIND, or a storage commitment request it sent us) against what we
+///   received.
+/// - `forward_queue.commit_*`: for destinations with storage commitment,
+///   each sent row waits (`awaiting`) until its study is stable and fully
+///   sent, is `requested` under a Transaction UID, then `committed` or
+///   `failed` as the destination's N-EVENT-REPORT says.
+/// - `commit_requests` and `commit_request_items`: commitment requests
+///   peers sent us, kept until their N-EVENT-REPORT is delivered.
+/// - `instances.pruned_at`: the local file was removed once every
+///   destination had it (and committed it where it commits).
+const V9: &str = r#"
+ALTER TABLE studies ADD COLUMN stable_at TEXT;
+UPDATE studies SET stable_at = last_received_at;
+CREATE INDEX studies_unstable ON studies (last_received_at) WHERE stable_at IS NULL;
+-- 'checking': stable, from a peer that answers C-FIND, to be queried.
+ALTER TABLE studies ADD COLUMN completeness TEXT
+    CHECK (completeness IN ('checking', 'complete', 'incomplete', 'unknown'));
+ALTER TABLE studies ADD COLUMN expected_instances INTEGER;
+ALTER TABLE studies ADD COLUMN completeness_at TEXT;
+ALTER TABLE studies ADD COLUMN completeness_detail TEXT;
+CREATE INDEX studies_to_check ON studies (stable_at) WHERE completeness = 'checking';
+CREATE INDEX studies_incomplete ON studies (study_uid) WHERE completeness = 'incomplete';
+
+ALTER TABLE forward_queue ADD COLUMN commit_state TEXT
+    CHECK (commit_state IN ('awaiting', 'requested', 'committed', 'failed'));
+ALTER TABLE forward_queue ADD COLUMN commit_transaction TEXT;
+ALTER TABLE forward_queue ADD COLUMN commit_requested_at TEXT;
+ALTER TABLE forward_queue ADD COLUMN committed_at TEXT;
+ALTER TABLE forward_queue ADD COLUMN commit_failure TEXT;
+CREATE INDEX forward_commit_open ON forward_queue (destination, study_uid)
+    WHERE commit_state IN ('awaiting', 'requested');
+CREATE INDEX forward_by_transaction ON forward_queue (commit_transaction)
+    WHERE commit_transaction IS NOT NULL;
+CREATE INDEX forward_commit_failed ON forward_queue (destination) WHERE commit_state = 'failed';
+-- Retention asks, per instance, whether every destination has it.
+CREATE INDEX forward_by_instance ON forward_queue (sop_instance_uid);
+
+CREATE TABLE commit_requests (
+    transaction_uid  TEXT PRIMARY KEY NOT NULL,
+    calling_ae       TEXT NOT NULL,
+    received_at      TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'reported')),
+    event_type       INTEGER,
+    committed_count  INTEGER,
+    failed_count     INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  TEXT NOT NULL,
+    last_error       TEXT,
+    reported_at      TEXT
+) STRICT;
+CREATE INDEX commit_requests_due ON commit_requests (next_attempt_at) WHERE state = 'pending';
+CREATE TABLE commit_request_items (
+    transaction_uid  TEXT NOT NULL REFERENCES commit_requests (transaction_uid),
+    sop_instance_uid TEXT NOT NULL,
+    sop_class_uid    TEXT NOT NULL,
+    PRIMARY KEY (transaction_uid, sop_instance_uid)
+) STRICT, WITHOUT ROWID;
+
+ALTER TABLE instances ADD COLUMN pruned_at TEXT;
+CREATE INDEX instances_unpruned ON instances (received_at) WHERE pruned_at IS NULL;
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

@@ -11,8 +11,9 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, 
 
 use super::reports::{self, LinkPolicy};
 use super::{
-    AuditRow, ConflictRow, Counts, Error, FailureRow, InstanceRow, NewConflict, NewFailure,
-    NewInstance, SeriesRow, StudyDetail, StudyFilter, StudyRow, StudyState, schema,
+    AuditRow, ConflictRow, Counts, DeliveryRow, Error, FailureRow, InstanceRow, NewConflict,
+    NewFailure, NewInstance, SeriesRow, StudyDetail, StudyFilter, StudyRow, StudyState,
+    TransferRow, schema,
 };
 
 /// How long a statement waits for another connection's write lock (the CLI
@@ -474,6 +475,42 @@ impl Store {
             audit_from_row,
         )?;
         let reports = self.reports_of_study(study_uid)?;
+        let transfer = tx.query_row(
+            "SELECT stable_at, completeness, expected_instances, completeness_at, \
+             completeness_detail FROM studies WHERE study_uid = ?1",
+            [study_uid],
+            |r| {
+                Ok(TransferRow {
+                    stable_at: parse_opt_ts(r, 0)?,
+                    completeness: r.get(1)?,
+                    expected_instances: r
+                        .get::<_, Option<i64>>(2)?
+                        .map(|n| u64::try_from(n).unwrap_or(0)),
+                    completeness_at: parse_opt_ts(r, 3)?,
+                    completeness_detail: r.get(4)?,
+                })
+            },
+        )?;
+        let delivery = collect(
+            &tx,
+            "SELECT sop_instance_uid, destination, state, attempts, sent_at, last_error, \
+             commit_state, committed_at, commit_failure FROM forward_queue \
+             WHERE study_uid = ?1 ORDER BY sop_instance_uid, destination",
+            [study_uid],
+            |r| {
+                Ok(DeliveryRow {
+                    sop_instance_uid: r.get(0)?,
+                    destination: r.get(1)?,
+                    state: r.get(2)?,
+                    attempts: get_u64(r, 3)?,
+                    sent_at: parse_opt_ts(r, 4)?,
+                    last_error: r.get(5)?,
+                    commit_state: r.get(6)?,
+                    committed_at: parse_opt_ts(r, 7)?,
+                    commit_failure: r.get(8)?,
+                })
+            },
+        )?;
         tx.finish()?;
         Ok(Some(StudyDetail {
             study,
@@ -483,6 +520,8 @@ impl Store {
             conflicts,
             audit,
             reports,
+            transfer,
+            delivery,
         }))
     }
 
@@ -725,7 +764,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
              first_received_at = min(first_received_at, ?11), \
              last_received_at = max(last_received_at, ?11), \
              series_count = series_count + ?12, \
-             instance_count = instance_count + 1 \
+             instance_count = instance_count + 1, \
+             stable_at = NULL \
              WHERE study_uid = ?1",
             params![
                 rec.study_uid,
@@ -966,7 +1006,7 @@ fn series_from_row(r: &Row<'_>) -> rusqlite::Result<SeriesRow> {
 }
 
 const INSTANCE_COLUMNS: &str = "sop_instance_uid, series_uid, study_uid, sop_class_uid, \
-    transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae";
+    transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae, pruned_at";
 
 fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
     Ok(InstanceRow {
@@ -980,6 +1020,7 @@ fn instance_from_row(r: &Row<'_>) -> rusqlite::Result<InstanceRow> {
         rel_path: r.get(7)?,
         received_at: parse_ts(r, 8)?,
         calling_ae: r.get(9)?,
+        pruned_at: parse_opt_ts(r, 10)?,
     })
 }
 

@@ -73,6 +73,8 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
             [
                 "alarms",
                 "audit",
+                "commit_request_items",
+                "commit_requests",
                 "forward_queue",
                 "hl7_messages",
                 "ingest_failures",
@@ -243,6 +245,7 @@ fn recorded_instance_can_be_looked_up() {
             rel_path: "1.2.1/1.2.1.1/1.2.1.1.1.dcm".into(),
             received_at: ts(T0),
             calling_ae: "CT1".into(),
+            pruned_at: None,
         }
     );
     assert_eq!(store.instances(Some("1.2.1")).expect("instances"), [row]);
@@ -952,6 +955,7 @@ fn outcomes_move_rows_and_retry_makes_them_due() {
                     error: "SOP class not accepted".into(),
                 },
             ],
+            false,
             t0,
         )
         .expect("outcomes");
@@ -981,6 +985,7 @@ fn outcomes_move_rows_and_retry_makes_them_due() {
                 status: Some(0xA700),
                 error: "late".into(),
             }],
+            false,
             t0,
         )
         .expect("outcomes");

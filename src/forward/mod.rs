@@ -151,9 +151,10 @@ impl Sender {
             }
             let wanted = name.clone();
             let now = Timestamp::now();
+            let commits = self.destination.storage_commitment;
             if let Err(e) = self
                 .recorder
-                .call(move |s| s.record_forward_outcomes(&wanted, &outcomes, now))
+                .call(move |s| s.record_forward_outcomes(&wanted, &outcomes, commits, now))
                 .await
             {
                 // The rows stay pending and are sent again: a destination

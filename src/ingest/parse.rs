@@ -100,6 +100,12 @@ pub struct Summary {
     pub pixels: Option<Pixels>,
     /// Bytes walked.
     pub length: u64,
+    /// An explicit VR data set held a UN element of undefined length. Its
+    /// items are Implicit VR Little Endian (PS3.5 §6.2.2), and they were
+    /// walked so; dicom-parser reads them in the outer explicit VR instead,
+    /// so such bytes must not be handed to dicom-object, whose reading of
+    /// them no walk has checked.
+    pub implicit_un_sequence: bool,
 }
 
 /// Why a data set does not parse.
@@ -301,13 +307,18 @@ impl Walker<'_> {
         if !vr.iter().all(u8::is_ascii_uppercase) {
             return Err(self.malformed(format!("invalid VR bytes for {tag}")));
         }
+        // PS3.5 §7.1.2: these VRs have a 16-bit length. Every other one,
+        // including a VR this walker does not know, has two reserved bytes
+        // and a 32-bit length (PS3.5 §6.2: new VRs take that form), which is
+        // also how dicom-parser reads an unknown VR.
         let len = match &vr {
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN"
-            | b"UR" | b"UT" | b"UV" => {
+            b"AE" | b"AS" | b"AT" | b"CS" | b"DA" | b"DS" | b"DT" | b"FL" | b"FD" | b"IS"
+            | b"LO" | b"LT" | b"PN" | b"SH" | b"SL" | b"SS" | b"ST" | b"TM" | b"UI" | b"UL"
+            | b"US" => u32::from(self.u16(enc)?),
+            _ => {
                 self.skip(2)?;
                 self.u32(enc)?
             }
-            _ => u32::from(self.u16(enc)?),
         };
         Ok((tag, Some(vr), len))
     }
@@ -361,6 +372,7 @@ impl Walker<'_> {
                     // An undefined-length UN value is a sequence encoded in
                     // Implicit VR Little Endian (PS3.5 §6.2.2).
                     let inner = if &vr == b"UN" {
+                        self.summary.implicit_un_sequence |= enc.explicit_vr;
                         Encoding::IMPLICIT_LE
                     } else {
                         enc
@@ -599,6 +611,49 @@ mod tests {
             walk_bytes(&d, Encoding::EXPLICIT_LE),
             Err(Error::Truncated(_))
         ));
+    }
+
+    /// Regression: an unknown VR was read with a 16-bit length, where
+    /// dicom-parser reads two reserved bytes and a 32-bit length, so the
+    /// walk checked lengths other than those dicom-object then allocated.
+    /// Read with a 16-bit length, these bytes are an empty ZZ element and a
+    /// UI; read as dicom-parser does, the ZZ value is 0x1150_0008 bytes.
+    #[test]
+    fn an_unknown_vr_has_a_32_bit_length() {
+        let mut d = vec![0x09, 0x00, 0x10, 0x00, b'Z', b'Z', 0, 0];
+        le_elem(&mut d, 0x0008, 0x1150, b"UI", b"1.2\0");
+        assert!(matches!(
+            walk_bytes(&d, Encoding::EXPLICIT_LE),
+            Err(Error::Truncated(_))
+        ));
+        let mut d = vec![0x09, 0x00, 0x10, 0x00, b'Z', b'Z', 0, 0];
+        d.extend_from_slice(&4u32.to_le_bytes());
+        d.extend_from_slice(b"abcd");
+        le_elem(&mut d, 0x0008, 0x0018, b"UI", b"1.2.3.4\0");
+        let s = walk_bytes(&d, Encoding::EXPLICIT_LE).unwrap();
+        assert_eq!(text(&s, Tag(0x0008, 0x0018)).as_deref(), Some("1.2.3.4"));
+    }
+
+    #[test]
+    fn an_undefined_length_un_in_explicit_vr_is_flagged() {
+        let mut d = vec![0x09, 0x00, 0x10, 0x00, b'U', b'N', 0, 0];
+        d.extend_from_slice(&[0xff; 4]);
+        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+        // Implicit VR inside: tag, 32-bit length, value.
+        d.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, 4, 0, 0, 0]);
+        d.extend_from_slice(b"1.2\0");
+        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        assert!(
+            walk_bytes(&d, Encoding::EXPLICIT_LE)
+                .unwrap()
+                .implicit_un_sequence
+        );
+        assert!(
+            !walk_bytes(&sample(), Encoding::EXPLICIT_LE)
+                .unwrap()
+                .implicit_un_sequence
+        );
     }
 
     /// Regression: an inflater's complaint about a corrupt deflated data set

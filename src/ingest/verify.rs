@@ -224,6 +224,7 @@ mod tests {
             values: values.iter().map(|(t, v)| (*t, v.to_vec())).collect(),
             pixels,
             length: 0,
+            implicit_un_sequence: false,
         }
     }
 

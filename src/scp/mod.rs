@@ -26,6 +26,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::commit::Commitments;
+use crate::commit::wire;
 use crate::dimse::{Command, Response, field, status};
 use crate::ingest::{Ingest, Outcome, Request};
 use crate::metrics::Metrics;
@@ -34,6 +36,36 @@ pub use storage_classes::STORAGE_SOP_CLASSES;
 
 /// Verification SOP Class.
 pub const VERIFICATION: &str = "1.2.840.10008.1.1";
+
+/// Storage Commitment Push Model SOP Class: peers ask us to commit
+/// (N-ACTION), and destinations report what they committed
+/// (N-EVENT-REPORT, usually on an association they open to us).
+pub const STORAGE_COMMITMENT: &str = "1.2.840.10008.1.20.1";
+
+/// Role selection (PS3.7 D.3.3.4) as this SCP answers it: for storage
+/// commitment, a requestor may take the SCP role (a PACS that opens an
+/// association to send us its N-EVENT-REPORT proposes exactly that) or the
+/// SCU role, and we accept what it proposes. For any other SOP class the
+/// item is left out of the answer, so the default roles apply: the
+/// requestor is the SCU and we are the SCP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Roles;
+
+impl dicom_ul::association::server::Negotiation for Roles {
+    fn negotiate_roles(
+        &self,
+        sop_class_uid: &str,
+        scu_role: bool,
+        scp_role: bool,
+    ) -> Option<dicom_ul::pdu::RequestorRoles> {
+        (crate::uid::trim(sop_class_uid) == STORAGE_COMMITMENT).then_some(
+            dicom_ul::pdu::RequestorRoles {
+                scu: scu_role,
+                scp: scp_role,
+            },
+        )
+    }
+}
 
 /// The transfer syntaxes accepted, in our order of preference among those a
 /// requestor proposes. Data sets are stored as received, never transcoded.
@@ -86,6 +118,9 @@ pub struct Settings {
     pub accept_unknown_callers: bool,
     /// Known peers: AE title → source label.
     pub peers: HashMap<String, String>,
+    /// Forward destinations' AE titles: they may call us to report storage
+    /// commitment even when unknown callers are refused.
+    pub destinations: Vec<String>,
 }
 
 impl Settings {
@@ -102,6 +137,12 @@ impl Settings {
                 .iter()
                 .map(|p| (p.ae_title.clone(), p.source.clone()))
                 .collect(),
+            destinations: config
+                .forward
+                .destinations
+                .iter()
+                .map(|d| d.ae_title.clone())
+                .collect(),
         }
     }
 }
@@ -111,6 +152,7 @@ impl Settings {
 struct Access {
     accept_unknown_callers: bool,
     peers: HashMap<String, String>,
+    destinations: Vec<String>,
     metrics: Arc<Metrics>,
 }
 
@@ -132,7 +174,10 @@ impl AccessControl for Access {
             self.metrics.rejected_association("called_ae");
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
         }
-        if !self.accept_unknown_callers && !self.peers.contains_key(calling) {
+        if !self.accept_unknown_callers
+            && !self.peers.contains_key(calling)
+            && !self.destinations.iter().any(|d| d == calling)
+        {
             tracing::warn!(
                 calling_ae = calling,
                 "association rejected: calling AE title is not a configured peer"
@@ -147,21 +192,29 @@ impl AccessControl for Access {
 /// The SCP: shared by every association task.
 pub struct Scp {
     settings: Settings,
-    options: ServerAssociationOptions<
-        'static,
-        Access,
-        dicom_ul::association::server::DefaultNegotiation,
-    >,
+    options: ServerAssociationOptions<'static, Access, Roles>,
     ingest: Arc<Ingest>,
+    commitments: Arc<Commitments>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
 }
 
+/// How long an association stays quiet after a storage commitment request
+/// before we send its report on it: a requester that releases at once
+/// gets the report on a new association instead (the reporter's).
+const REPORT_AFTER: Duration = Duration::from_millis(300);
+
 impl Scp {
-    pub fn new(settings: Settings, ingest: Arc<Ingest>, metrics: Arc<Metrics>) -> Arc<Scp> {
+    pub fn new(
+        settings: Settings,
+        ingest: Arc<Ingest>,
+        commitments: Arc<Commitments>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Scp> {
         let access = Access {
             accept_unknown_callers: settings.accept_unknown_callers,
             peers: settings.peers.clone(),
+            destinations: settings.destinations.clone(),
             metrics: Arc::clone(&metrics),
         };
         let mut options = ServerAssociationOptions::new()
@@ -170,7 +223,9 @@ impl Scp {
             .max_pdu_length(settings.max_pdu)
             .read_timeout(settings.read_timeout)
             .write_timeout(settings.read_timeout)
-            .with_abstract_syntax(VERIFICATION);
+            .with_negotiation(Roles)
+            .with_abstract_syntax(VERIFICATION)
+            .with_abstract_syntax(STORAGE_COMMITMENT);
         for (uid, _) in STORAGE_SOP_CLASSES {
             options = options.with_abstract_syntax(*uid);
         }
@@ -189,6 +244,7 @@ impl Scp {
             settings,
             options,
             ingest,
+            commitments,
             metrics,
             slots,
         })
@@ -308,6 +364,9 @@ impl Scp {
             source,
             contexts,
             state: State::Idle,
+            owed: Vec::new(),
+            in_flight: None,
+            next_message_id: 1,
         };
         self.metrics
             .associations
@@ -316,6 +375,7 @@ impl Scp {
             })
             .inc();
         let end = session.run(&mut assoc, &shutdown).await;
+        session.hand_over_reports().await;
         self.metrics.associations_active.dec();
         self.metrics
             .association_duration
@@ -377,8 +437,22 @@ enum State {
 /// Where a data set's fragments go.
 enum Sink {
     Store(crate::ingest::Receiving),
+    /// A storage commitment message: its command set, and its data set
+    /// gathered in memory (bounded by `wire::MAX_DATA_SET_LEN`).
+    Commitment {
+        command: Vec<u8>,
+        data: Vec<u8>,
+    },
     /// A data set we do not act on: read and dropped, then answered.
     Drain,
+}
+
+/// A storage commitment report sent on this association, awaiting its
+/// N-EVENT-REPORT-RSP.
+struct InFlight {
+    message_id: u16,
+    transaction_uid: String,
+    answer: crate::catalog::CommitAnswer,
 }
 
 struct Session<'a> {
@@ -387,6 +461,12 @@ struct Session<'a> {
     source: String,
     contexts: HashMap<u8, (String, String)>,
     state: State,
+    /// Storage commitment reports owed to the requester, with the
+    /// presentation context of its request: sent here once the association
+    /// has been quiet for [`REPORT_AFTER`].
+    owed: Vec<(String, u8)>,
+    in_flight: Option<InFlight>,
+    next_message_id: u16,
 }
 
 type Assoc = dicom_ul::association::AsyncServerAssociation<TcpStream>;
@@ -400,9 +480,16 @@ impl Session<'_> {
                 if shutdown.is_cancelled() {
                     return End::Shutdown;
                 }
+                let report_due = !self.owed.is_empty() && self.in_flight.is_none();
                 tokio::select! {
                     _ = shutdown.cancelled() => return End::Shutdown,
                     r = assoc.receive() => r,
+                    _ = tokio::time::sleep(REPORT_AFTER), if report_due => {
+                        if let Err(why) = self.send_report(assoc).await {
+                            return End::Abort(why);
+                        }
+                        continue;
+                    }
                 }
             } else {
                 assoc.receive().await
@@ -489,8 +576,15 @@ impl Session<'_> {
                     started,
                 },
             ) if pc_id == pdv.presentation_context_id => {
-                if let Sink::Store(r) = &mut sink {
-                    r.push(pdv.data).await;
+                match &mut sink {
+                    Sink::Store(r) => r.push(pdv.data).await,
+                    Sink::Commitment { data, .. } => {
+                        if data.len() + pdv.data.len() > wire::MAX_DATA_SET_LEN {
+                            return Err("storage commitment data set too large".into());
+                        }
+                        data.extend_from_slice(&pdv.data);
+                    }
+                    Sink::Drain => {}
                 }
                 if pdv.is_last {
                     self.complete(assoc, pc_id, command, sink, started).await
@@ -539,8 +633,18 @@ impl Session<'_> {
             return Ok(());
         }
         let command = Command::decode(&buf).map_err(|e| e.to_string())?;
+        let commitment_context = self
+            .contexts
+            .get(&pc_id)
+            .is_some_and(|(a, _)| crate::uid::trim(a) == STORAGE_COMMITMENT);
         if command.has_data_set {
             let sink = match command.field {
+                field::N_ACTION_RQ | field::N_EVENT_REPORT_RQ if commitment_context => {
+                    Sink::Commitment {
+                        command: buf,
+                        data: Vec::new(),
+                    }
+                }
                 field::C_STORE_RQ => {
                     let (abstract_syntax, ts) =
                         self.contexts.get(&pc_id).cloned().unwrap_or_default();
@@ -565,6 +669,8 @@ impl Session<'_> {
         }
         match command.field {
             field::C_CANCEL_RQ => Ok(()),
+            // A response: to our storage commitment report, never answered.
+            f if f & field::RESPONSE_BIT != 0 => self.on_response(&buf).await,
             field::C_ECHO_RQ => {
                 self.scp.metrics.echoes.inc();
                 tracing::debug!(calling_ae = %self.calling_ae, message_id = command.message_id, "C-ECHO");
@@ -607,7 +713,172 @@ impl Session<'_> {
                 );
                 sent
             }
+            Sink::Commitment { command: raw, data } => {
+                self.commitment(assoc, pc_id, &command, &raw, &data).await
+            }
             Sink::Drain => self.unrecognized(assoc, pc_id, &command).await,
+        }
+    }
+
+    /// An N-ACTION-RQ (a peer asks us to commit) or an N-EVENT-REPORT-RQ
+    /// (a destination reports what it committed), with its data set.
+    async fn commitment(
+        &mut self,
+        assoc: &mut Assoc,
+        pc_id: u8,
+        command: &Command,
+        raw: &[u8],
+        data: &[u8],
+    ) -> Result<(), String> {
+        let decoded = match wire::Command::decode(raw) {
+            Ok(c) => c,
+            Err(e) => return Err(format!("storage commitment command unreadable: {e}")),
+        };
+        let ts = self
+            .contexts
+            .get(&pc_id)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        let Some(syntax) = wire::Syntax::from_uid(&ts) else {
+            return respond(
+                assoc,
+                pc_id,
+                command,
+                crate::commit::service::PROCESSING_FAILURE,
+                Some("storage commitment needs Implicit or Explicit VR Little Endian"),
+            )
+            .await;
+        };
+        let commitments = Arc::clone(&self.scp.commitments);
+        if command.field == field::N_ACTION_RQ {
+            let (status, owed) = commitments
+                .on_request(&self.calling_ae, &decoded, data, syntax)
+                .await;
+            send_raw(assoc, pc_id, wire::n_action_rsp(decoded.message_id, status)).await?;
+            if let Some(tx) = owed {
+                self.owed.push((tx, pc_id));
+            }
+            Ok(())
+        } else {
+            let status = commitments
+                .on_report(&self.calling_ae, &decoded, data, syntax)
+                .await;
+            send_raw(
+                assoc,
+                pc_id,
+                wire::n_event_report_rsp(
+                    decoded.message_id,
+                    decoded.event_type_id.unwrap_or(0),
+                    status,
+                ),
+            )
+            .await
+        }
+    }
+
+    /// Sends the oldest report owed on this association.
+    async fn send_report(&mut self, assoc: &mut Assoc) -> Result<(), String> {
+        if self.owed.is_empty() {
+            return Ok(());
+        }
+        let (transaction_uid, pc_id) = self.owed.remove(0);
+        let commitments = Arc::clone(&self.scp.commitments);
+        let (report, answer) = match commitments.report(&transaction_uid).await {
+            Ok(r) => r,
+            Err(e) => {
+                commitments.hand_over(&transaction_uid, &e).await;
+                return Ok(());
+            }
+        };
+        let ts = self
+            .contexts
+            .get(&pc_id)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        let syntax = wire::Syntax::from_uid(&ts).unwrap_or(wire::Syntax::ImplicitVrLittleEndian);
+        let message_id = self.next_message_id;
+        self.next_message_id = self.next_message_id.wrapping_add(1).max(1);
+        send_raw(
+            assoc,
+            pc_id,
+            wire::n_event_report_rq(message_id, report.event_type()),
+        )
+        .await?;
+        let data = report.encode(syntax);
+        let max = usize::try_from(assoc.requestor_max_pdu_length())
+            .unwrap_or(16384)
+            .clamp(1024, 1 << 20)
+            - 12;
+        let chunks: Vec<&[u8]> = data.chunks(max.max(1)).collect();
+        let n = chunks.len();
+        for (i, chunk) in chunks.into_iter().enumerate() {
+            assoc
+                .send(&Pdu::PData {
+                    data: vec![PDataValue {
+                        presentation_context_id: pc_id,
+                        value_type: PDataValueType::Data,
+                        is_last: i + 1 == n,
+                        data: chunk.to_vec(),
+                    }],
+                })
+                .await
+                .map_err(|e| format!("cannot send a commitment report: {e}"))?;
+        }
+        tracing::info!(calling_ae = %self.calling_ae, transaction_uid = %transaction_uid,
+            event_type = report.event_type(), "storage commitment report sent on the request's association");
+        self.in_flight = Some(InFlight {
+            message_id,
+            transaction_uid,
+            answer,
+        });
+        Ok(())
+    }
+
+    /// A response from the peer: the answer to our report, if it is one.
+    async fn on_response(&mut self, raw: &[u8]) -> Result<(), String> {
+        let reply = wire::Command::decode(raw).map_err(|e| format!("response unreadable: {e}"))?;
+        match self.in_flight.take() {
+            Some(sent)
+                if reply.field == (field::N_EVENT_REPORT_RQ | field::RESPONSE_BIT)
+                    && reply.message_id == sent.message_id =>
+            {
+                let commitments = Arc::clone(&self.scp.commitments);
+                if reply.status == Some(status::SUCCESS) {
+                    commitments
+                        .delivered(&sent.transaction_uid, sent.answer)
+                        .await;
+                } else {
+                    commitments
+                        .hand_over(
+                            &sent.transaction_uid,
+                            &format!("the requester answered with status {:?}", reply.status),
+                        )
+                        .await;
+                }
+                Ok(())
+            }
+            other => {
+                self.in_flight = other;
+                tracing::warn!(calling_ae = %self.calling_ae, command_field = format_args!("{:#06X}", reply.field),
+                    "unexpected DIMSE response ignored");
+                Ok(())
+            }
+        }
+    }
+
+    /// At the end of the association: reports owed, or sent and not
+    /// answered, go to the reporter, which opens an association of its own.
+    async fn hand_over_reports(&mut self) {
+        let commitments = Arc::clone(&self.scp.commitments);
+        if let Some(sent) = self.in_flight.take() {
+            commitments
+                .hand_over(&sent.transaction_uid, "association ended before the answer")
+                .await;
+        }
+        for (tx, _) in std::mem::take(&mut self.owed) {
+            commitments
+                .hand_over(&tx, "the requester did not keep the association open")
+                .await;
         }
     }
 
@@ -627,6 +898,21 @@ impl Session<'_> {
         )
         .await
     }
+}
+
+/// Sends a command set (no data set follows).
+async fn send_raw(assoc: &mut Assoc, pc_id: u8, bytes: Vec<u8>) -> Result<(), String> {
+    assoc
+        .send(&Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc_id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: bytes,
+            }],
+        })
+        .await
+        .map_err(|e| format!("cannot send a response: {e}"))
 }
 
 async fn respond(

@@ -367,6 +367,20 @@ pub fn evaluate(
         },
         None => false,
     };
+    for (study, detail) in store.incomplete_unalarmed(BATCH)? {
+        raise(
+            store,
+            s,
+            system_alarm(
+                "incomplete_transfer",
+                study.clone(),
+                Some(study),
+                now,
+                format!("the sender holds more of this study than arrived: {detail}"),
+            ),
+            now,
+        )?;
+    }
     let (stalled, forward_due) = match s.forward_alarm_after {
         Some(limit) => forward_stalled(store, s, limit, now)?,
         None => (Vec::new(), None),
@@ -587,6 +601,29 @@ fn forward_stalled(
              `studywatch forward retry` (see `studywatch forward status`)"
         ));
     }
+    for open in store.commit_open()? {
+        let destination = &open.destination;
+        if let Some(sent) = open.oldest_sent {
+            let waited = now.duration_since(sent);
+            if waited.as_secs() < 0 || waited.unsigned_abs() < limit {
+                let at = add(sent, limit);
+                due = Some(due.map_or(at, |d: Timestamp| d.min(at)));
+            } else {
+                causes.entry(destination.clone()).or_default().push(format!(
+                    "{} instance(s) sent to {destination} are not committed in it, \
+                     the oldest sent {sent} ({})",
+                    open.waiting,
+                    human(waited.unsigned_abs())
+                ));
+            }
+        }
+        if open.failed > 0 {
+            causes.entry(destination.clone()).or_default().push(format!(
+                "{destination} refused to commit {} instance(s) (see `studywatch study UID`)",
+                open.failed
+            ));
+        }
+    }
     let mut stalled = Vec::with_capacity(causes.len());
     for (destination, detail) in causes {
         let subject = format!("forward:{destination}");
@@ -718,9 +755,11 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
         "failsafe_unacknowledged" => "the report was withdrawn or replaced".to_owned(),
         "feed_silent" => "HL7 messages arrive again".to_owned(),
         "forward_stalled" => {
-            "every instance for the destination was sent, or waits less than `alarm_after`"
+            "every instance for the destination was sent (and committed where it commits), \
+             or waits less than `alarm_after`"
                 .to_owned()
         }
+        "incomplete_transfer" => "the study is complete now".to_owned(),
         _ => "the cause cleared".to_owned(),
     })
 }
@@ -807,6 +846,7 @@ fn kind_title(kind: &str) -> &'static str {
         "integrity" => "Integrity problem in received images",
         "storage_low" => "Storage running low",
         "forward_stalled" => "Instances not reaching a forward destination",
+        "incomplete_transfer" => "Study incomplete: the sender holds more than arrived",
         _ => "Alarm",
     }
 }

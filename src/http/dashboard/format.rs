@@ -131,6 +131,7 @@ pub fn alarm_kind(kind: &str) -> &str {
         "integrity" => "Integrity problem",
         "storage_low" => "Storage space low",
         "forward_stalled" => "Not reaching a forward destination",
+        "incomplete_transfer" => "Incomplete transfer",
         other => other,
     }
 }
