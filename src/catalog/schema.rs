@@ -539,6 +539,11 @@ ALTER TABLE studies ADD COLUMN completeness_at TEXT;
 ALTER TABLE studies ADD COLUMN completeness_detail TEXT;
 CREATE INDEX studies_to_check ON studies (stable_at) WHERE completeness = 'checking';
 CREATE INDEX studies_incomplete ON studies (study_uid) WHERE completeness = 'incomplete';
+CREATE TRIGGER alarms_recheck_on_completeness AFTER UPDATE OF completeness ON studies
+BEGIN
+    UPDATE alarms SET recheck = 1
+    WHERE kind = 'incomplete_transfer' AND subject = NEW.study_uid AND state <> 'resolved';
+END;
 
 ALTER TABLE forward_queue ADD COLUMN commit_state TEXT
     CHECK (commit_state IN ('awaiting', 'requested', 'committed', 'failed'));

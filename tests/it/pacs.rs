@@ -159,3 +159,210 @@ fn a_study_reaches_orthanc_and_waits_while_it_is_down_then_arrives_once() {
     assert_eq!(s["failed"], 0, "{s}");
     assert_eq!(rt.block_on(orthanc.instance_count()), 8);
 }
+
+/// `study UID --json` through the CLI.
+fn study_json(config: &Path, study: &str) -> serde_json::Value {
+    cli_json(config, &["study", study, "--json"])
+}
+
+#[test]
+fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let gw_port = free_port();
+    let orthanc = Orthanc::start(Modality {
+        ae: AE,
+        host: "127.0.0.1",
+        port: gw_port,
+    });
+    // CT from CT1 goes to Orthanc, which commits; MR from MRI goes to an
+    // archive that is down, so its file must stay.
+    let archive_port = free_port();
+    let config = write_process_config(
+        dir.path(),
+        gw_port,
+        &Options {
+            dicom_extra: "stable_after = \"1s\"".into(),
+            peers: "[[dicom.peers]]\nae_title = \"CT1\"\nsource = \"ct\"\n\
+                    [[dicom.peers]]\nae_title = \"MRI\"\nsource = \"mr\"\n"
+                .into(),
+            storage_extra: "retain_for = \"1s\"".into(),
+            tail: format!(
+                "[[forward.destinations]]\nname = \"pacs\"\nae_title = \"{ORTHANC_AE}\"\n\
+                 host = \"127.0.0.1\"\nport = {}\nstorage_commitment = true\n\
+                 match = {{ source = [\"ct\"] }}\n\
+                 [[forward.destinations]]\nname = \"archive\"\nae_title = \"ARCHIVE\"\n\
+                 host = \"127.0.0.1\"\nport = {archive_port}\nmatch = {{ source = [\"mr\"] }}\n",
+                orthanc.dicom_port
+            ),
+            ..Options::default()
+        },
+    );
+    let _gw = GatewayProcess::start(&config, gw_port, &[]);
+
+    let ct = make_series(3, &dir.path().join("ct"));
+    storescu(gw_port, "CT1", &ct);
+    let mr = corpus("valid/mr_j2k_lossless.dcm");
+    let port = gw_port.to_string();
+    let out = dcmtk(
+        "dcmsend",
+        &[
+            "-aec",
+            AE,
+            "-aet",
+            "MRI",
+            "127.0.0.1",
+            &port,
+            mr.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let study = study_of(&ct[0]);
+    let sops: BTreeSet<String> = ct.iter().map(|p| sop_of(p)).collect();
+    wait_for("3 instances in Orthanc", Duration::from_secs(60), || {
+        rt.block_on(orthanc.sop_instances(&study)) == sops
+    });
+
+    // Orthanc's N-EVENT-REPORT (on an association it opens to us) marks
+    // each instance committed in PACS.
+    wait_for(
+        "Orthanc to commit the study",
+        Duration::from_secs(60),
+        || {
+            let s = study_json(&config, &study);
+            s["forwarding"][0]["committed"] == 3
+        },
+    );
+    let s = study_json(&config, &study);
+    let f = &s["forwarding"][0];
+    assert_eq!(f["destination"], "pacs", "{s}");
+    assert_eq!(
+        (f["sent"].as_u64(), f["commits"].as_bool()),
+        (Some(3), Some(true))
+    );
+    assert!(f["last_committed_at"].is_string(), "{s}");
+    assert!(s["transfer"]["stable_at"].is_string(), "{s}");
+    for instance in s["instances"].as_array().unwrap() {
+        let d = &instance["delivery"][0];
+        assert_eq!(d["commit_state"], "committed", "{s}");
+        assert!(d["committed_at"].is_string(), "{s}");
+    }
+
+    // retain_for = 1s: committed in Orthanc, so the local files go, and
+    // verify says so rather than calling them missing.
+    let verify = || {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .arg("verify")
+            .output()
+            .unwrap()
+    };
+    wait_for(
+        "the 3 committed files to be pruned",
+        Duration::from_secs(60),
+        || {
+            String::from_utf8_lossy(&verify().stdout)
+                .matches("PRUNED")
+                .count()
+                == 3
+        },
+    );
+    let out = verify();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 intact, 3 pruned after delivery, 0 missing"),
+        "{text}"
+    );
+    assert!(!text.contains("MISSING"), "{text}");
+    let s = study_json(&config, &study);
+    for instance in s["instances"].as_array().unwrap() {
+        assert!(instance["pruned_at"].is_string(), "{s}");
+        assert_eq!(instance["delivery"][0]["commit_state"], "committed");
+    }
+    // The MR's only destination is down: its file stays, however old.
+    let mr_study = study_of(&mr);
+    let s = study_json(&config, &mr_study);
+    let instance = &s["instances"][0];
+    assert!(instance["pruned_at"].is_null(), "{s}");
+    assert_eq!(instance["delivery"][0]["state"], "pending", "{s}");
+    let stored = stored_files(&dir.path().join("storage"));
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(sop_of(&stored[0]), sop_of(&mr));
+}
+
+#[test]
+fn a_study_orthanc_holds_more_of_is_incomplete_until_the_rest_arrives() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let gw_port = free_port();
+    // Orthanc is the sending hospital: it holds 4 instances of the study
+    // and answers our C-FIND.
+    let orthanc = Orthanc::start(Modality {
+        ae: AE,
+        host: "127.0.0.1",
+        port: gw_port,
+    });
+    let files = make_series(4, &dir.path().join("series"));
+    for f in &files {
+        assert_eq!(rt.block_on(orthanc.upload(f)), "Success");
+    }
+    let config = write_process_config(
+        dir.path(),
+        gw_port,
+        &Options {
+            dicom_extra: "stable_after = \"1s\"".into(),
+            peers: format!(
+                "[[dicom.peers]]\nae_title = \"{ORTHANC_AE}\"\nsource = \"trust-b\"\n\
+                 host = \"127.0.0.1\"\nport = {}\nquery_retrieve = true\n",
+                orthanc.dicom_port
+            ),
+            ..Options::default()
+        },
+    );
+    let _gw = GatewayProcess::start(&config, gw_port, &[]);
+    // Only 3 of the 4 arrive.
+    storescu(gw_port, ORTHANC_AE, &files[..3]);
+    let study = study_of(&files[0]);
+    wait_for("the completeness check", Duration::from_secs(60), || {
+        study_json(&config, &study)["transfer"]["completeness"] == "incomplete"
+    });
+    let s = study_json(&config, &study);
+    assert_eq!(s["transfer"]["expected_instances"], 4, "{s}");
+    assert_eq!(
+        s["transfer"]["completeness_detail"], "3 of 4 instance(s) received",
+        "{s}"
+    );
+    let alarm_of = |config: &Path| {
+        cli_json(config, &["alarms", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "incomplete_transfer" && a["study_uid"] == study.as_str())
+            .cloned()
+    };
+    wait_for(
+        "an incomplete_transfer alarm",
+        Duration::from_secs(30),
+        || alarm_of(&config).is_some_and(|a| a["state"] == "open"),
+    );
+
+    // The fourth arrives late: the study settles again, is complete, and
+    // the alarm resolves.
+    storescu(gw_port, ORTHANC_AE, &files[3..]);
+    wait_for("the study to be complete", Duration::from_secs(60), || {
+        study_json(&config, &study)["transfer"]["completeness"] == "complete"
+    });
+    wait_for("the alarm to resolve", Duration::from_secs(30), || {
+        cli_json(&config, &["alarms", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a["kind"] == "incomplete_transfer"
+                    && a["study_uid"] == study.as_str()
+                    && a["state"] == "resolved"
+            })
+    });
+}
