@@ -164,8 +164,9 @@ impl From<&catalog::DeliveryRow> for Delivery {
     }
 }
 
-/// The per-destination summary of a study's delivery rows.
-fn forwarding(rows: &[catalog::DeliveryRow]) -> Vec<Forwarding> {
+/// The per-destination summary of a study's delivery rows (also the
+/// dashboard's study page).
+pub fn forwarding(rows: &[catalog::DeliveryRow]) -> Vec<Forwarding> {
     let mut out: Vec<Forwarding> = Vec::new();
     for row in rows {
         let i = match out.iter().position(|f| f.destination == row.destination) {

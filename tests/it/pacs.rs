@@ -178,10 +178,12 @@ fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
     // CT from CT1 goes to Orthanc, which commits; MR from MRI goes to an
     // archive that is down, so its file must stay.
     let archive_port = free_port();
+    let http_port = free_port();
     let config = write_process_config(
         dir.path(),
         gw_port,
         &Options {
+            http_port: Some(http_port),
             dicom_extra: "stable_after = \"1s\"".into(),
             peers: "[[dicom.peers]]\nae_title = \"CT1\"\nsource = \"ct\"\n\
                     [[dicom.peers]]\nae_title = \"MRI\"\nsource = \"mr\"\n"
@@ -247,6 +249,19 @@ fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
         assert_eq!(d["commit_state"], "committed", "{s}");
         assert!(d["committed_at"].is_string(), "{s}");
     }
+    // The study page tells the same story.
+    let (code, page) = http_get(http_port, &format!("/studies/{study}"));
+    assert_eq!(code, 200, "{page}");
+    let row = page
+        .split("data-destination=\"pacs\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no pacs row on the study page: {page}"));
+    assert!(
+        row.contains("data-label=\"Forwarded\">3<")
+            && row.contains("data-label=\"Committed in PACS\">3<"),
+        "3 forwarded and 3 committed: {row}"
+    );
 
     // retain_for = 1s: committed in Orthanc, so the local files go, and
     // verify says so rather than calling them missing.

@@ -145,6 +145,7 @@ pub async fn page(
         (alarms(&ctx, &data.alarms))
         (timeline(&ctx, &data.detail))
         (series(&ctx, &data.detail))
+        (delivery(&ctx, &data.detail))
         (integrity(&ctx, &data.detail, &data.conflicts))
     };
     Ok(Page {
@@ -357,6 +358,73 @@ fn series(ctx: &Ctx, d: &StudyDetail) -> Markup {
                                 td data-label="Received" {
                                     (ctx.time(se.first_received_at))
                                     @if se.last_received_at > se.first_received_at { " to " (ctx.time(se.last_received_at)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Received → verified → forwarded → committed in PACS, per destination,
+/// with stability, completeness and local pruning.
+fn delivery(ctx: &Ctx, d: &StudyDetail) -> Markup {
+    let t = &d.transfer;
+    let destinations = crate::json::forwarding(&d.delivery);
+    let pruned = d.instances.iter().filter(|i| i.pruned_at.is_some()).count() as u64;
+    html! {
+        section #delivery aria-labelledby="delivery-title" {
+            h2 #delivery-title { "Delivery" }
+            dl.facts {
+                dt { "Received and verified" } dd { (format::plural(d.study.instance_count, "instance", "instances")) }
+                dt { "Stable" }
+                dd #study-stable {
+                    @match t.stable_at {
+                        Some(at) => { "since " (ctx.time(at)) }
+                        None => { "no: instances may still arrive" }
+                    }
+                }
+                dt { "Complete at the sender" }
+                dd #study-completeness {
+                    @match t.completeness.as_deref() {
+                        None => { "not checked (the sender is not set up for query/retrieve)" }
+                        Some("checking") => { "being checked" }
+                        Some(state) => {
+                            span.state.good[state == "complete"].bad[state == "incomplete"] { (state) }
+                            @if let Some(detail) = &t.completeness_detail { ": " (detail) }
+                        }
+                    }
+                }
+                @if pruned > 0 {
+                    dt { "Local copies" } dd { (format::plural(pruned, "instance", "instances")) " pruned after every destination had them" }
+                }
+            }
+            @if destinations.is_empty() {
+                p.empty { "No forward destination takes this study." }
+            } @else {
+                div.table-wrap {
+                    table.stack #study-forwarding {
+                        thead { tr {
+                            th scope="col" { "Destination" } th scope="col" class="num" { "Waiting" }
+                            th scope="col" class="num" { "Forwarded" } th scope="col" class="num" { "Failed" }
+                            th scope="col" class="num" { "Committed in PACS" } th scope="col" { "Last committed" }
+                        } }
+                        tbody {
+                            @for f in &destinations {
+                                tr data-destination=(f.destination) {
+                                    td data-label="Destination" { (f.destination) }
+                                    td.num data-label="Waiting" { (format::count(f.pending)) }
+                                    td.num data-label="Forwarded" { (format::count(f.sent)) }
+                                    td.num data-label="Failed" { (format::count(f.failed)) }
+                                    td.num data-label="Committed in PACS" {
+                                        @if f.commits {
+                                            (format::count(f.committed))
+                                            @if f.commit_failed > 0 { " (" (format::count(f.commit_failed)) " refused)" }
+                                        } @else { "—" }
+                                    }
+                                    td data-label="Last committed" { (f.last_committed_at.as_deref().unwrap_or("—")) }
                                 }
                             }
                         }
