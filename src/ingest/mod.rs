@@ -465,7 +465,17 @@ impl Ingest {
             }
         };
         let text = |g, e| parse::text(&summary, dicom_core::Tag(g, e));
-        let report = self.read_report(&id, &rel_path, size, received_at);
+        // dicom-object reads an undefined-length UN in Explicit VR otherwise
+        // than the standard (and our walk) does, so no length the walk
+        // checked would bound what it allocates: such a file is stored, as
+        // verified, but its report content is not read.
+        let report = if summary.implicit_un_sequence {
+            tracing::warn!(sop_instance_uid = %id.sop_instance,
+                "stored; report content not read: it holds an undefined-length UN element");
+            None
+        } else {
+            self.read_report(&id, &rel_path, size, received_at)
+        };
         let modality = text(0x0008, 0x0060);
         let forward_to =
             self.forward
