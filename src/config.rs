@@ -1118,6 +1118,49 @@ mod tests {
     }
 
     #[test]
+    fn stability_completeness_and_retention_keys() {
+        let c = load("version = 1");
+        assert_eq!(c.dicom.stable_after, Duration::from_secs(60));
+        assert_eq!(c.storage.retain_for, Duration::from_secs(7 * 24 * 3600));
+        let c = load(
+            r#"
+            version = 1
+            [dicom]
+            stable_after = "5m"
+            [[dicom.peers]]
+            ae_title = "TRUSTB"
+            host = "192.0.2.7"
+            port = 11112
+            stable_after = "20m"
+            query_retrieve = true
+            [storage]
+            retain_for = "30d"
+            "#,
+        );
+        assert_eq!(c.dicom.stable_after, Duration::from_secs(300));
+        assert_eq!(
+            c.dicom.peers[0].stable_after,
+            Some(Duration::from_secs(1200))
+        );
+        assert!(c.dicom.peers[0].query_retrieve);
+        assert_eq!(c.storage.retain_for, Duration::from_secs(30 * 24 * 3600));
+        // Round trip through the effective config.
+        let again = load(&c.effective_toml());
+        assert_eq!(again.dicom, c.dicom);
+        assert_eq!(again.storage, c.storage);
+        assert_problem(
+            "version = 1\n[[dicom.peers]]\nae_title = \"X\"\nquery_retrieve = true\n",
+            "dicom.peers[0].query_retrieve",
+            "needs host and port",
+        );
+        assert_problem(
+            "version = 1\n[storage]\nretain_for = \"soon\"\n",
+            "storage.retain_for",
+            "",
+        );
+    }
+
+    #[test]
     fn defaults_fill_every_key() {
         let c = load("version = 1");
         assert_eq!(c.site.timezone_name, "Europe/London");
