@@ -42,7 +42,7 @@ impl Store {
         let scanned: Vec<(String, String, Timestamp)> = collect(
             &self.conn,
             "SELECT sop_instance_uid, rel_path, received_at FROM instances \
-             WHERE pruned_at IS NULL AND received_at <= ?1 \
+             WHERE pruned_at IS NULL AND forwarded = 1 AND received_at <= ?1 \
                AND (received_at > ?2 OR (received_at = ?2 AND sop_instance_uid > ?3)) \
              ORDER BY received_at, sop_instance_uid LIMIT ?4",
             params![

@@ -580,8 +580,16 @@ CREATE TABLE commit_request_items (
     PRIMARY KEY (transaction_uid, sop_instance_uid)
 ) STRICT, WITHOUT ROWID;
 
+-- `forwarded`: some destination takes it (it has forward rows). Only those
+-- can ever be pruned, so only those are in the pruner's index, and a
+-- gateway that forwards nothing pays nothing for it at ingest.
 ALTER TABLE instances ADD COLUMN pruned_at TEXT;
-CREATE INDEX instances_unpruned ON instances (received_at) WHERE pruned_at IS NULL;
+ALTER TABLE instances ADD COLUMN forwarded INTEGER NOT NULL DEFAULT 0
+    CHECK (forwarded IN (0, 1));
+UPDATE instances SET forwarded = 1
+    WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM forward_queue);
+CREATE INDEX instances_unpruned ON instances (received_at, sop_instance_uid)
+    WHERE pruned_at IS NULL AND forwarded = 1;
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

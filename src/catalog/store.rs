@@ -828,8 +828,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
     cached_exec(
         conn,
         "INSERT INTO instances (sop_instance_uid, series_uid, study_uid, sop_class_uid, \
-         transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         transfer_syntax, size_bytes, sha256, rel_path, received_at, calling_ae, forwarded) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             rec.sop_instance_uid,
             rec.series_uid,
@@ -840,7 +840,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
             rec.sha256,
             rec.rel_path,
             at,
-            rec.calling_ae
+            rec.calling_ae,
+            !rec.forward_to.is_empty()
         ],
     )?;
     if new_study {
