@@ -131,6 +131,42 @@ pub fn inspect(path: &Path) -> Result<StoredFile, Error> {
     })
 }
 
+/// Explicit VR Little Endian.
+pub const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+/// Implicit VR Little Endian.
+pub const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+
+/// Whether a data set in `ts` may be sent in the other native little
+/// endian syntax instead: re-encoding between Explicit and Implicit VR
+/// Little Endian changes only how each element's VR is written, never a
+/// value (compressed pixel data is never touched).
+pub fn is_native_le(ts: &str) -> bool {
+    ts == EXPLICIT_LE || ts == IMPLICIT_LE
+}
+
+/// Re-encodes the data set of a stored native little endian file in the
+/// other native little endian syntax `ts`. Blocks; reads the whole file.
+pub fn reencode(path: &Path, ts: &str) -> Result<Vec<u8>, Error> {
+    let bad = |e: String| Error::File {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    };
+    if !is_native_le(ts) {
+        return Err(bad(format!("{ts} is not a native little endian syntax")));
+    }
+    use dicom_encoding::TransferSyntaxIndex;
+    let target = dicom_transfer_syntax_registry::TransferSyntaxRegistry
+        .get(ts)
+        .ok_or_else(|| bad(format!("unknown transfer syntax {ts}")))?;
+    let obj = dicom_object::OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    obj.write_dataset_with_ts(&mut out, target)
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(out)
+}
+
 /// At most this many presentation contexts on one association (PS3.8
 /// allows 128 odd context IDs).
 pub const MAX_CONTEXTS: usize = 128;
@@ -155,14 +191,28 @@ impl Association {
         peer: &Peer,
         contexts: &[(String, String)],
     ) -> Result<Association, Error> {
+        let contexts: Vec<(String, Vec<String>)> = contexts
+            .iter()
+            .map(|(sop, ts)| (sop.clone(), vec![ts.clone()]))
+            .collect();
+        Association::open_with(calling, peer, &contexts).await
+    }
+
+    /// Opens an association proposing one context per entry: a SOP class
+    /// with the transfer syntaxes it may be sent in, preferred first.
+    pub async fn open_with(
+        calling: &str,
+        peer: &Peer,
+        contexts: &[(String, Vec<String>)],
+    ) -> Result<Association, Error> {
         if contexts.len() > MAX_CONTEXTS {
             return Err(Error::Protocol(format!(
                 "more than {MAX_CONTEXTS} distinct SOP class / transfer syntax pairs"
             )));
         }
         let mut opts = options(calling, peer);
-        for (sop, ts) in contexts {
-            opts = opts.with_presentation_context(sop.clone(), vec![ts.clone()]);
+        for (sop, syntaxes) in contexts {
+            opts = opts.with_presentation_context(sop.clone(), syntaxes.clone());
         }
         let mut assoc = opts
             .establish_async(peer.address.as_str())
@@ -197,6 +247,62 @@ impl Association {
             .iter()
             .find(|(_, a, t)| a == sop_class && t == ts)
             .map(|(id, _, _)| *id)
+    }
+
+    /// The accepted context to send a data set stored in `ts` on, and the
+    /// syntax it was accepted in: exactly `ts` if possible, else, for a
+    /// native little endian `ts`, the other native little endian syntax
+    /// (the data set is then re-encoded, see [`reencode`]).
+    pub fn context_for(&self, sop_class: &str, ts: &str) -> Option<(u8, String)> {
+        if let Some(id) = self.context(sop_class, ts) {
+            return Some((id, ts.to_owned()));
+        }
+        if !is_native_le(ts) {
+            return None;
+        }
+        self.accepted
+            .iter()
+            .find(|(_, a, t)| a == sop_class && is_native_le(t))
+            .map(|(id, _, t)| (*id, t.clone()))
+    }
+
+    /// Sends one C-STORE of a data set held in memory (re-encoded) on
+    /// context `pc_id`, and returns the reply.
+    pub async fn store_bytes(
+        &mut self,
+        pc_id: u8,
+        sop_class: &str,
+        sop_instance: &str,
+        data: Vec<u8>,
+    ) -> Result<Reply, Error> {
+        self.sent = self.sent.wrapping_add(1);
+        let message_id = u16::try_from(self.sent % 65535).unwrap_or(0) + 1;
+        let cmd = dimse::encode_request(
+            field::C_STORE_RQ,
+            message_id,
+            sop_class,
+            Some(sop_instance),
+            true,
+        );
+        send_command(&mut self.assoc, pc_id, cmd).await?;
+        {
+            let mut writer = self.assoc.send_pdata(pc_id);
+            tokio::io::AsyncWriteExt::write_all(&mut writer, &data)
+                .await
+                .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))?;
+            writer
+                .finish()
+                .await
+                .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))?;
+        }
+        let reply = receive_reply(&mut self.assoc).await?;
+        if reply.message_id_responded != message_id {
+            return Err(Error::Protocol(format!(
+                "response to message {} while waiting for {message_id}",
+                reply.message_id_responded
+            )));
+        }
+        Ok(reply)
     }
 
     /// Sends one C-STORE of `file`'s data set, as stored, on context

@@ -251,16 +251,33 @@ impl Sender {
         if ready.is_empty() {
             return outcomes;
         }
-        // One context per (SOP class, stored transfer syntax). No other
-        // syntax is offered: sending a data set in a syntax other than the
-        // one it is stored in would mean transcoding it, which we never do.
-        let contexts: Vec<(String, String)> = ready
+        // One context per (SOP class, stored transfer syntax), proposing
+        // that syntax only, except for uncompressed data in a native little
+        // endian syntax: its context proposes the stored syntax first and
+        // the other native little endian one as an alternative, so that a
+        // destination taking only one of them still gets the data set
+        // (re-encoded; no value changes). Compressed data is never touched.
+        let contexts: Vec<(String, Vec<String>)> = ready
             .iter()
-            .map(|(i, _)| (i.sop_class_uid.clone(), i.transfer_syntax.clone()))
+            .map(|(i, _)| {
+                let ts = i.transfer_syntax.clone();
+                let syntaxes = if scu::is_native_le(&ts) {
+                    let other = if ts == scu::EXPLICIT_LE {
+                        scu::IMPLICIT_LE
+                    } else {
+                        scu::EXPLICIT_LE
+                    };
+                    vec![ts, other.to_owned()]
+                } else {
+                    vec![ts]
+                };
+                (i.sop_class_uid.clone(), syntaxes)
+            })
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let mut assoc = match Association::open(&self.calling_ae, &self.peer, &contexts).await {
+        let mut assoc = match Association::open_with(&self.calling_ae, &self.peer, &contexts).await
+        {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(destination = %self.destination.name, error = %e,
@@ -273,7 +290,9 @@ impl Sender {
         let mut ready = ready.into_iter();
         let mut broken = None;
         for (item, file) in ready.by_ref() {
-            let Some(pc_id) = assoc.context(&item.sop_class_uid, &item.transfer_syntax) else {
+            let Some((pc_id, accepted)) =
+                assoc.context_for(&item.sop_class_uid, &item.transfer_syntax)
+            else {
                 outcomes.push(ForwardOutcome::Failed {
                     error: format!(
                         "the destination does not accept SOP class {} in transfer syntax {}",
@@ -284,7 +303,25 @@ impl Sender {
                 });
                 continue;
             };
-            match assoc.store(pc_id, &file).await {
+            let sent = if accepted == item.transfer_syntax {
+                assoc.store(pc_id, &file).await
+            } else {
+                let path = file.path.clone();
+                let ts = accepted.clone();
+                match tokio::task::spawn_blocking(move || scu::reencode(&path, &ts)).await {
+                    Ok(Ok(data)) => {
+                        assoc
+                            .store_bytes(pc_id, &file.sop_class, &file.sop_instance, data)
+                            .await
+                    }
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(scu::Error::File {
+                        path: file.path.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    }),
+                }
+            };
+            match sent {
                 Ok(reply) if scu::is_stored(reply.status) => {
                     tracing::debug!(destination = %self.destination.name,
                         sop_instance_uid = %item.sop_instance_uid, status = reply.status, "forwarded");

@@ -19,13 +19,19 @@ struct Storescp {
 
 impl Storescp {
     fn start(port: u16, dir: &Path) -> Storescp {
+        Storescp::start_with(port, dir, "+xa")
+    }
+
+    /// `syntaxes` is storescp's option for the transfer syntaxes it
+    /// accepts (`+xa` all, `+xi` Implicit VR Little Endian only).
+    fn start_with(port: u16, dir: &Path, syntaxes: &str) -> Storescp {
         let out = dir.join("received");
         std::fs::create_dir_all(&out).unwrap();
         let log = dir.join(format!("storescp.{port}.log"));
         // DCMTK's log goes to stderr: both streams into one file.
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new("/usr/bin/storescp")
-            .args(["-v", "-aet", "PACS", "+xa", "+B", "-od"])
+            .args(["-v", "-aet", "PACS", syntaxes, "+B", "-od"])
             .arg(&out)
             .arg(port.to_string())
             .stdout(file.try_clone().unwrap())
@@ -239,6 +245,58 @@ fn compressed_instances_reach_storescp_in_their_own_transfer_syntax_byte_identic
         );
     }
     assert!(ts_of(&files[0]).starts_with("1.2.840.10008.1.2.4.90"));
+}
+
+#[test]
+fn an_implicit_only_destination_gets_explicit_instances_reencoded_value_for_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = make_series(2, &dir.path().join("series"));
+    assert_eq!(
+        ts_of(&files[0]),
+        "1.2.840.10008.1.2.1",
+        "the series is explicit VR"
+    );
+    let pacs_port = free_port();
+    let pacs = Storescp::start_with(pacs_port, dir.path(), "+xi");
+    let gw = TestGateway::with(Options {
+        tail: destination("pacs", pacs_port, ""),
+        ..Options::default()
+    });
+    storescu(gw.port, &files);
+    wait_for("2 instances at storescp", Duration::from_secs(60), || {
+        pacs.files().len() == 2
+    });
+    for original in &files {
+        let sop = sop_of(original);
+        let received = pacs
+            .files()
+            .into_iter()
+            .find(|p| sop_of(p) == sop)
+            .unwrap_or_else(|| panic!("{sop} did not reach storescp"));
+        assert_eq!(ts_of(&received), "1.2.840.10008.1.2", "sent as implicit VR");
+        // Only the encoding changed: every element has the same value.
+        let a = dicom_object::open_file(original).unwrap();
+        let b = dicom_object::open_file(&received).unwrap();
+        let values = |o: &dicom_object::DefaultDicomObject| -> Vec<(dicom_core::Tag, Vec<u8>)> {
+            o.iter()
+                .map(|e| {
+                    let bytes = e.value().to_bytes().map(|c| c.to_vec()).unwrap_or_default();
+                    (e.header().tag, bytes)
+                })
+                .collect()
+        };
+        assert_eq!(values(&a), values(&b), "{sop}: a value changed");
+    }
+    // The stored copy is untouched: still explicit VR.
+    let row = gw
+        .catalog()
+        .lookup_instance(&sop_of(&files[0]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ts_of(&gw.storage().join(&row.rel_path)),
+        "1.2.840.10008.1.2.1"
+    );
 }
 
 #[test]
