@@ -361,12 +361,79 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     writeln!(out, "series       {}", s.series_count)?;
     writeln!(out, "instances    {}", s.instance_count)?;
+    let t = &shape.transfer;
+    writeln!(
+        out,
+        "stable       {}",
+        t.stable_at
+            .as_deref()
+            .map_or("no: instances may still arrive".to_owned(), |at| format!(
+                "since {at}"
+            ))
+    )?;
+    if let Some(state) = &t.completeness {
+        writeln!(
+            out,
+            "complete     {state}{}",
+            t.completeness_detail
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        )?;
+    }
+    for f in &shape.forwarding {
+        let committed = if f.commits {
+            format!(
+                ", {} committed in PACS{}",
+                f.committed,
+                f.last_committed_at
+                    .as_deref()
+                    .map(|at| format!(" (last {at})"))
+                    .unwrap_or_default()
+            )
+        } else {
+            String::new()
+        };
+        writeln!(
+            out,
+            "forwarded    to {}: {} sent, {} waiting, {} failed{committed}",
+            f.destination, f.sent, f.pending, f.failed
+        )?;
+    }
     for i in &shape.instances {
         writeln!(
             out,
             "  {}  {}  {} bytes  sha256 {}",
             i.sop_instance_uid, i.transfer_syntax, i.size_bytes, i.sha256
         )?;
+        // received → verified (catalogued) → forwarded → committed in PACS
+        for d in &i.delivery {
+            let step = match (d.state.as_str(), d.commit_state.as_deref()) {
+                ("sent", Some("committed")) => format!(
+                    "committed in PACS at {}",
+                    d.committed_at.as_deref().unwrap_or("-")
+                ),
+                ("sent", Some("failed")) => format!(
+                    "forwarded, commitment refused ({})",
+                    d.commit_failure.as_deref().unwrap_or("-")
+                ),
+                ("sent", Some(_)) => "forwarded, awaiting commitment".to_owned(),
+                ("sent", None) => {
+                    format!("forwarded at {}", d.sent_at.as_deref().unwrap_or("-"))
+                }
+                (state, _) => format!(
+                    "{state}{}",
+                    d.last_error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                ),
+            };
+            writeln!(out, "    {}: {step}", d.destination)?;
+        }
+        if let Some(at) = &i.pruned_at {
+            writeln!(out, "    pruned locally at {at}")?;
+        }
     }
     for f in &shape.ingest_failures {
         writeln!(out, "  refused {}  {:#06X}  {}", f.at, f.status, f.reason)?;

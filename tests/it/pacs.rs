@@ -296,6 +296,24 @@ fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
         assert!(instance["pruned_at"].is_string(), "{s}");
         assert_eq!(instance["delivery"][0]["commit_state"], "committed");
     }
+    // And in words: each instance committed in PACS, its local copy pruned.
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(&config)
+        .args(["study", &study])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("pacs: committed in PACS at ").count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(text.matches("pruned locally at ").count(), 3, "{text}");
+    assert!(
+        text.contains("to pacs: 3 sent, 0 waiting, 0 failed, 3 committed in PACS"),
+        "{text}"
+    );
     // The MR's only destination is down: its file stays, however old.
     let mr_study = study_of(&mr);
     let s = study_json(&config, &mr_study);
