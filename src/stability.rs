@@ -22,8 +22,9 @@ use crate::config::Peer;
 
 /// How often studies are looked at.
 pub const TICK: Duration = Duration::from_secs(1);
-/// Studies handled per tick at most.
+/// Studies read per page, and pages per tick at most.
 const BATCH: usize = 256;
+const PAGES: usize = 16;
 
 /// What the task needs from the configuration.
 #[derive(Clone, Debug)]
@@ -101,20 +102,33 @@ async fn settle(
 ) -> Result<(), crate::catalog::Error> {
     let now = Timestamp::now();
     let before = sub(now, settings.shortest());
-    let settling = reader.call(move |s| s.settling(before, BATCH)).await?;
-    for study in settling {
-        let after = settings.stable_after_for(&study.calling_ae);
-        if study.last_received_at > sub(now, after) {
-            continue;
+    // Pages, so that studies of a peer with a longer `stable_after`, which
+    // stay at the head of the list, never hide the others behind them.
+    let mut cursor: Option<crate::catalog::Settling> = None;
+    for _ in 0..PAGES {
+        let after = cursor.clone();
+        let page = reader
+            .call(move |s| s.settling(before, after.as_ref(), BATCH))
+            .await?;
+        let full = page.len() == BATCH;
+        cursor = page.last().cloned();
+        for study in page {
+            let after = settings.stable_after_for(&study.calling_ae);
+            if study.last_received_at > sub(now, after) {
+                continue;
+            }
+            let check = settings.queryable(&study.calling_ae).is_some();
+            let uid = study.study_uid.clone();
+            let at = study.last_received_at;
+            if catalog
+                .call(move |s| s.mark_stable(&uid, at, check, now))
+                .await?
+            {
+                tracing::debug!(study_uid = %study.study_uid, "study stable");
+            }
         }
-        let check = settings.queryable(&study.calling_ae).is_some();
-        let uid = study.study_uid.clone();
-        let at = study.last_received_at;
-        if catalog
-            .call(move |s| s.mark_stable(&uid, at, check, now))
-            .await?
-        {
-            tracing::debug!(study_uid = %study.study_uid, "study stable");
+        if !full {
+            break;
         }
     }
     Ok(())

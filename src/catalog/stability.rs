@@ -42,14 +42,29 @@ pub enum Completeness {
 
 impl Store {
     /// Studies without `stable_at` whose last instance came at or before
-    /// `before`, oldest first.
-    pub fn settling(&self, before: Timestamp, limit: usize) -> Result<Vec<Settling>, Error> {
+    /// `before`, oldest first, after the keyset `after` (the last one of
+    /// the previous page).
+    pub fn settling(
+        &self,
+        before: Timestamp,
+        after: Option<&Settling>,
+        limit: usize,
+    ) -> Result<Vec<Settling>, Error> {
+        let (at, uid) = after.map_or((String::new(), String::new()), |s| {
+            (fmt_ts(s.last_received_at), s.study_uid.clone())
+        });
         collect(
             &self.conn,
             "SELECT study_uid, source, calling_ae, last_received_at FROM studies \
              WHERE stable_at IS NULL AND last_received_at <= ?1 \
-             ORDER BY last_received_at LIMIT ?2",
-            params![fmt_ts(before), i64::try_from(limit).unwrap_or(i64::MAX)],
+               AND (last_received_at > ?2 OR (last_received_at = ?2 AND study_uid > ?3)) \
+             ORDER BY last_received_at, study_uid LIMIT ?4",
+            params![
+                fmt_ts(before),
+                at,
+                uid,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
             |r| {
                 Ok(Settling {
                     study_uid: r.get(0)?,

@@ -1007,3 +1007,62 @@ fn outcomes_move_rows_and_retry_makes_them_due() {
         "{audit:?}"
     );
 }
+
+#[test]
+fn a_late_instance_makes_a_stable_study_unstable_and_is_judged_anew() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let t0 = ts(T0);
+    store
+        .record_instance(&instance("1.2.7", "1.2.7.1", "1.2.7.1.1", "CT", t0))
+        .expect("record");
+    let later = t0 + 60.seconds();
+    let settling = store.settling(later, None, 10).expect("settling");
+    assert_eq!(settling.len(), 1);
+    assert_eq!(settling[0].last_received_at, t0);
+    assert!(store.mark_stable("1.2.7", t0, true, later).expect("stable"));
+    assert!(
+        store
+            .settling(later, None, 10)
+            .expect("settling")
+            .is_empty()
+    );
+    assert_eq!(store.completeness_due(10).expect("due").len(), 1);
+
+    // A late instance: unstable again; a judgement made on the old last
+    // instance no longer applies.
+    let late = t0 + 90.seconds();
+    store
+        .record_instance(&instance("1.2.7", "1.2.7.1", "1.2.7.1.2", "CT", late))
+        .expect("late");
+    assert!(
+        !store
+            .mark_stable("1.2.7", t0, true, late)
+            .expect("stale judgement")
+    );
+    assert_eq!(
+        store
+            .study("1.2.7")
+            .expect("study")
+            .expect("row")
+            .transfer
+            .stable_at,
+        None
+    );
+    let settling = store
+        .settling(late + 60.seconds(), None, 10)
+        .expect("settling");
+    assert_eq!(settling[0].last_received_at, late);
+    // Pages walk past the first page.
+    store
+        .record_instance(&instance("1.2.8", "1.2.8.1", "1.2.8.1.1", "CT", late))
+        .expect("another");
+    let first = store
+        .settling(late + 60.seconds(), None, 1)
+        .expect("page 1");
+    let second = store
+        .settling(late + 60.seconds(), first.last(), 1)
+        .expect("page 2");
+    assert_eq!(first.len() + second.len(), 2);
+    assert_ne!(first[0].study_uid, second[0].study_uid);
+}
