@@ -275,34 +275,8 @@ impl Association {
         sop_instance: &str,
         data: Vec<u8>,
     ) -> Result<Reply, Error> {
-        self.sent = self.sent.wrapping_add(1);
-        let message_id = u16::try_from(self.sent % 65535).unwrap_or(0) + 1;
-        let cmd = dimse::encode_request(
-            field::C_STORE_RQ,
-            message_id,
-            sop_class,
-            Some(sop_instance),
-            true,
-        );
-        send_command(&mut self.assoc, pc_id, cmd).await?;
-        {
-            let mut writer = self.assoc.send_pdata(pc_id);
-            tokio::io::AsyncWriteExt::write_all(&mut writer, &data)
-                .await
-                .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))?;
-            writer
-                .finish()
-                .await
-                .map_err(|e| Error::Protocol(format!("cannot send data: {e}")))?;
-        }
-        let reply = receive_reply(&mut self.assoc).await?;
-        if reply.message_id_responded != message_id {
-            return Err(Error::Protocol(format!(
-                "response to message {} while waiting for {message_id}",
-                reply.message_id_responded
-            )));
-        }
-        Ok(reply)
+        self.store_from(pc_id, sop_class, sop_instance, std::io::Cursor::new(data))
+            .await
     }
 
     /// Sends one C-STORE of `file`'s data set, as stored, on context
@@ -318,13 +292,25 @@ impl Association {
         tokio::io::AsyncSeekExt::seek(&mut data, std::io::SeekFrom::Start(file.data_offset))
             .await
             .map_err(err)?;
+        self.store_from(pc_id, &file.sop_class, &file.sop_instance, data)
+            .await
+    }
+
+    /// One C-STORE whose data set is read from `data`.
+    async fn store_from(
+        &mut self,
+        pc_id: u8,
+        sop_class: &str,
+        sop_instance: &str,
+        data: impl tokio::io::AsyncRead + Unpin,
+    ) -> Result<Reply, Error> {
         self.sent = self.sent.wrapping_add(1);
         let message_id = u16::try_from(self.sent % 65535).unwrap_or(0) + 1;
         let cmd = dimse::encode_request(
             field::C_STORE_RQ,
             message_id,
-            &file.sop_class,
-            Some(&file.sop_instance),
+            sop_class,
+            Some(sop_instance),
             true,
         );
         send_command(&mut self.assoc, pc_id, cmd).await?;
@@ -441,7 +427,7 @@ pub(crate) async fn send_command(
 async fn send_data_set(
     assoc: &mut AsyncClientAssociation<TcpStream>,
     pc_id: u8,
-    mut file: tokio::fs::File,
+    mut file: impl tokio::io::AsyncRead + Unpin,
 ) -> Result<(), Error> {
     let mut writer = assoc.send_pdata(pc_id);
     let mut buf = vec![0u8; 256 * 1024];

@@ -3,9 +3,6 @@
 //! association proposes SCP/SCU role selection), and to a destination, to
 //! send an N-ACTION (default roles: we are the SCU).
 
-use std::time::Duration;
-
-use dicom_ul::ClientAssociationOptions;
 use dicom_ul::association::client::AsyncClientAssociation;
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
 use tokio::net::TcpStream;
@@ -13,8 +10,6 @@ use tokio::net::TcpStream;
 use super::wire::{self, Syntax};
 use crate::scu::{Error, Peer};
 
-/// How long any one read or write may take.
-pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest data set accepted in a message received here.
 const MAX_DATA_SET: usize = wire::MAX_DATA_SET_LEN;
 
@@ -40,20 +35,13 @@ impl Link {
     /// Model in Explicit and Implicit VR Little Endian; with `as_scp`, we
     /// propose to take the SCP role (to send an N-EVENT-REPORT).
     pub async fn open(calling: &str, peer: &Peer, as_scp: bool) -> Result<Link, Error> {
-        let mut opts = ClientAssociationOptions::new()
-            .calling_ae_title(calling.to_owned())
-            .called_ae_title(peer.ae_title.clone())
-            .max_pdu_length(65536)
-            .read_timeout(TIMEOUT)
-            .write_timeout(TIMEOUT)
-            .connection_timeout(Duration::from_secs(10))
-            .with_presentation_context(
-                wire::SOP_CLASS_UID,
-                vec![
-                    Syntax::ExplicitVrLittleEndian.uid(),
-                    Syntax::ImplicitVrLittleEndian.uid(),
-                ],
-            );
+        let mut opts = crate::scu::options(calling, peer).with_presentation_context(
+            wire::SOP_CLASS_UID,
+            vec![
+                Syntax::ExplicitVrLittleEndian.uid(),
+                Syntax::ImplicitVrLittleEndian.uid(),
+            ],
+        );
         if as_scp {
             opts = opts.with_role_selection(wire::SOP_CLASS_UID, false, true);
         }

@@ -931,17 +931,7 @@ async fn respond(
         error_comment: comment.filter(|_| status != status::SUCCESS),
     }
     .encode();
-    assoc
-        .send(&Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc_id,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: bytes,
-            }],
-        })
-        .await
-        .map_err(|e| format!("cannot send a response: {e}"))
+    send_raw(assoc, pc_id, bytes).await
 }
 
 /// Re-arms TCP_QUICKACK before each PDU read. Linux drops out of quick-ack

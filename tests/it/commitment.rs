@@ -3,25 +3,13 @@
 //! requester keeps it open, on a new association (with role selection) to
 //! the peer's configured address when it does not.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::harness::*;
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const MR: &str = "1.2.840.10008.5.1.4.1.1.4";
-
-/// The SOP Instance UID in a Part 10 file's meta group.
-fn sop_of(path: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut pre = [0u8; 128];
-    f.read_exact(&mut pre).unwrap();
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
-    meta.media_storage_sop_instance_uid()
-        .trim_end_matches(['\0', ' '])
-        .to_owned()
-}
 
 fn send(gw: &TestGateway, files: &[PathBuf]) {
     let port = gw.port.to_string();

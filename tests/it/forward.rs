@@ -80,18 +80,6 @@ fn destination(name: &str, port: u16, extra: &str) -> String {
     )
 }
 
-/// The SOP Instance UID in a Part 10 file's meta group.
-fn sop_of(path: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut pre = [0u8; 128];
-    f.read_exact(&mut pre).unwrap();
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
-    meta.media_storage_sop_instance_uid()
-        .trim_end_matches(['\0', ' '])
-        .to_owned()
-}
-
 fn storescu(port: u16, files: &[PathBuf]) {
     let mut args: Vec<String> = vec![
         "-aec".into(),
@@ -188,18 +176,6 @@ fn a_stored_study_reaches_storescp_with_its_data_set_byte_identical() {
         body.contains("studywatch_forwarded_total{destination=\"pacs\",outcome=\"sent\"} 5"),
         "{body}"
     );
-}
-
-/// The Transfer Syntax UID in a Part 10 file's meta group.
-fn ts_of(path: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut pre = [0u8; 128];
-    f.read_exact(&mut pre).unwrap();
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
-    meta.transfer_syntax()
-        .trim_end_matches(['\0', ' '])
-        .to_owned()
 }
 
 #[test]
@@ -516,7 +492,8 @@ fn kill_9_mid_forwarding_then_restart_delivers_everything() {
     wait_for(
         "forwarding to be under way",
         Duration::from_secs(120),
-        || pacs.requests() >= 20,
+        // Early, so that a fast machine has not sent all 200 by the kill.
+        || pacs.requests() >= 5,
     );
     gw.kill9();
     let before = pacs.requests();

@@ -589,3 +589,39 @@ fn dechunk(mut rest: &str) -> String {
     }
     out
 }
+
+/// The file meta group of a Part 10 file.
+fn meta_of(path: &Path) -> dicom_object::meta::FileMetaTable {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut pre = [0u8; 128];
+    f.read_exact(&mut pre).unwrap();
+    dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap()
+}
+
+/// The SOP Instance UID in a Part 10 file's meta group.
+pub fn sop_of(path: &Path) -> String {
+    meta_of(path)
+        .media_storage_sop_instance_uid()
+        .trim_end_matches(['\0', ' '])
+        .to_owned()
+}
+
+/// The Transfer Syntax UID in a Part 10 file's meta group.
+pub fn ts_of(path: &Path) -> String {
+    meta_of(path)
+        .transfer_syntax()
+        .trim_end_matches(['\0', ' '])
+        .to_owned()
+}
+
+/// The Study Instance UID of a file's data set.
+pub fn study_of(path: &Path) -> String {
+    let obj = dicom_object::open_file(path).unwrap();
+    obj.element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_owned()
+}

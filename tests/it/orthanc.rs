@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{free_port, http_get, wait_for};
+use crate::harness::{free_port, http_get, study_of, wait_for};
 
 pub const ORTHANC: &str = "/usr/sbin/Orthanc";
 
@@ -285,18 +285,6 @@ fn config(dir: &Path, dicom_port: u16, http_port: u16, gateway: &Modality) -> Va
     })
 }
 
-/// The Study Instance UID of a Part 10 file.
-fn study_uid(file: &Path) -> String {
-    let object = dicom_object::open_file(file).expect("a Part 10 file");
-    object
-        .element_by_name("StudyInstanceUID")
-        .expect("a Study Instance UID")
-        .to_str()
-        .expect("a text UID")
-        .trim_end_matches('\0')
-        .to_owned()
-}
-
 /// Proves the harness, not the gateway: DCMTK storescu stores into Orthanc,
 /// REST lists and counts it, and it survives a restart.
 #[tokio::test]
@@ -317,8 +305,8 @@ async fn orthanc_harness_lists_what_storescu_sent_and_keeps_it_across_a_restart(
             .expect("in MANIFEST")
             .sop_instance
     };
-    let study = study_uid(&ct);
-    assert_eq!(study, study_uid(&sr), "the corpus puts both in one study");
+    let study = study_of(&ct);
+    assert_eq!(study, study_of(&sr), "the corpus puts both in one study");
 
     let port = orthanc.dicom_port.to_string();
     let out = dcmtk(

@@ -18,29 +18,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// The SOP Instance UID in a Part 10 file's meta group.
-fn sop_of(path: &Path) -> String {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).unwrap();
-    let mut pre = [0u8; 128];
-    f.read_exact(&mut pre).unwrap();
-    let meta = dicom_object::meta::FileMetaTable::from_reader(&mut f).unwrap();
-    meta.media_storage_sop_instance_uid()
-        .trim_end_matches(['\0', ' '])
-        .to_owned()
-}
-
-/// The Study Instance UID of a file.
-fn study_of(path: &Path) -> String {
-    let obj = dicom_object::open_file(path).unwrap();
-    obj.element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID)
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .trim_end_matches(['\0', ' '])
-        .to_owned()
-}
-
 fn storescu(port: u16, calling: &str, files: &[PathBuf]) {
     let mut args: Vec<String> = vec![
         "-aec".into(),
@@ -56,14 +33,19 @@ fn storescu(port: u16, calling: &str, files: &[PathBuf]) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
-/// Runs the CLI with `config` and parses its JSON output.
-fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let out = Command::new(bin())
+/// Runs the CLI with `config`.
+fn cli(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin())
         .arg("--config")
         .arg(config)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the CLI with `config` and parses its JSON output.
+fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = cli(config, args);
     assert!(out.status.success(), "{}", show(&out));
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
 }
@@ -136,12 +118,7 @@ fn a_study_reaches_orthanc_and_waits_while_it_is_down_then_arrives_once() {
     );
 
     orthanc.start_again();
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["forward", "retry", "--destination", "pacs"])
-        .output()
-        .unwrap();
+    let out = cli(&config, &["forward", "retry", "--destination", "pacs"]);
     assert!(out.status.success(), "{}", show(&out));
     let all: BTreeSet<String> = more.iter().map(|p| sop_of(p)).collect();
     wait_for(
@@ -265,14 +242,7 @@ fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
 
     // retain_for = 1s: committed in Orthanc, so the local files go, and
     // verify says so rather than calling them missing.
-    let verify = || {
-        Command::new(bin())
-            .arg("--config")
-            .arg(&config)
-            .arg("verify")
-            .output()
-            .unwrap()
-    };
+    let verify = || cli(&config, &["verify"]);
     wait_for(
         "the 3 committed files to be pruned",
         Duration::from_secs(60),
@@ -297,12 +267,7 @@ fn orthanc_commits_what_it_received_and_the_local_copies_are_then_pruned() {
         assert_eq!(instance["delivery"][0]["commit_state"], "committed");
     }
     // And in words: each instance committed in PACS, its local copy pruned.
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(&config)
-        .args(["study", &study])
-        .output()
-        .unwrap();
+    let out = cli(&config, &["study", &study]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.matches("pacs: committed in PACS at ").count(),
