@@ -332,9 +332,10 @@ mon-sun = "00:00-24:00"
     );
 }
 
-/// H-016: below its free-space floor the gateway refuses C-STOREs with
-/// 0xA700 (the sender keeps the images and retries), raises `storage_low`,
-/// and `/readyz` says it is not ready.
+/// H-016, H-001: below its free-space floor the gateway refuses C-STOREs
+/// with 0xA700 (the sender keeps the images and retries), raises
+/// `storage_low` and an `integrity` alarm for the refused sender, and
+/// `/readyz` says it is not ready.
 #[test]
 fn storage_below_its_floor_refuses_stores_alarms_storage_low_and_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
@@ -385,6 +386,19 @@ fn storage_below_its_floor_refuses_stores_alarms_storage_low_and_is_not_ready() 
             .iter()
             .any(|a| a["state"] == "open")
     });
+    // DCMTK's storescu calls as STORESCU: its refusals are one alarm.
+    wait_for(
+        "the refused sender's alarm",
+        Duration::from_secs(15),
+        || {
+            alarms_of(&config, "integrity").iter().any(|a| {
+                a["state"] == "open"
+                    && a["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("calling AE STORESCU refused"))
+            })
+        },
+    );
     let (status, body) = http_get(http_port, "/readyz");
     assert_eq!(status, 503, "{body}");
     let ready: Value = serde_json::from_str(&body).unwrap();
