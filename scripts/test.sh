@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Runs every test of studywatch. First installs the real peers the tests
-# drive when they are missing: DCMTK, strace, python3-hl7 (for its
-# mllp_send), python3-aiosmtpd (a real SMTP server), openssl (test
-# certificates), chromium and chromium-driver (the dashboard's browser test),
-# orthanc (a real PACS: storage, query and storage commitment) from Debian
-# packages, pynetdicom (with pydicom) and selenium from PyPI. Installing
-# orthanc never leaves its system service running: the tests start their own
-# Orthanc on free loopback ports.
+# Runs every test of studywatch, then checks the clinical safety hazard log
+# against that run.
+#
+#   bash scripts/test.sh              # everything (what CI runs)
+#   bash scripts/test.sh -E 'test(/^safety::/)'
+#                                     # arguments go to `cargo nextest run`;
+#                                     # the hazard log is then checked
+#                                     # without the test run (see the end)
+#
+# First installs the real peers the tests drive when they are missing: DCMTK,
+# strace, python3-hl7 (for its mllp_send), python3-aiosmtpd (a real SMTP
+# server), openssl (test certificates), chromium and chromium-driver (the
+# dashboard's browser test), orthanc (a real PACS: storage, query and storage
+# commitment) from Debian packages, pynetdicom (with pydicom) and selenium
+# from PyPI, and cargo-nextest from crates.io. Installing orthanc never
+# leaves its system service running: the tests start their own Orthanc on
+# free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,10 +62,42 @@ fi
 # expected statuses in its MANIFEST.
 python3 test-dicom/verify.py
 
+# The hazard-log check needs nextest's JUnit report to know which tests ran
+# and passed, so nextest is required: there is no `cargo test` fallback.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing from crates.io: cargo-nextest (the hazard-log check reads its JUnit report)"
+  if ! cargo install --locked cargo-nextest; then
+    echo "scripts/test.sh: cargo-nextest is required and could not be installed;" >&2
+    echo "  install it (https://nexte.st) and run this script again" >&2
+    exit 1
+  fi
+fi
+
 # --workspace also builds the fuzz targets (fuzz/), so they never rot.
 cargo build --locked --workspace --all-targets
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --workspace --no-fail-fast
+
+# nextest writes its JUnit report here (.config/nextest.toml), under the
+# workspace root whatever CARGO_TARGET_DIR says. A report left by an earlier
+# run must not vouch for this one.
+junit=target/nextest/default/junit.xml
+test_list=target/nextest/test-list.json
+rm -f "$junit" "$test_list"
+status=0
+cargo nextest run --locked --workspace --no-fail-fast "$@" || status=$?
+
+# The checker's own tests (fixtures in temporary directories).
+python3 -m unittest discover -s scripts -p 'test_*.py' || status=1
+
+# Every test the hazard log names must exist, have run in this run, and have
+# passed; every hazard file must be valid and still be there (see
+# docs/clinical-safety/hazards/README.md). Only a full run can say that a
+# named test passed: a filtered run checks the hazard files alone.
+mkdir -p target/nextest
+cargo nextest list --locked --workspace --message-format json >"$test_list"
+if [ $# -eq 0 ]; then
+  python3 scripts/check_hazards.py --junit "$junit" --test-list "$test_list" || status=1
 else
-  cargo test --locked --workspace --no-fail-fast
+  echo "filtered run: checking the hazard log without the test run"
+  python3 scripts/check_hazards.py --test-list "$test_list" || status=1
 fi
+exit "$status"

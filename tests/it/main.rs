@@ -19,5 +19,6 @@ mod orthanc;
 mod pacs;
 mod query;
 mod reports;
+mod safety;
 mod watchdog;
 mod web;
