@@ -381,6 +381,14 @@ pub fn evaluate(
             now,
         )?;
     }
+    // A system alarm whose cause has cleared is looked at in this pass, so
+    // it resolves now rather than at its next escalation step.
+    if !feed_silent {
+        store.recheck_cleared("feed_silent", &[])?;
+    }
+    if !storage_low {
+        store.recheck_cleared("storage_low", &[])?;
+    }
     let (stalled, forward_due) = match s.forward_alarm_after {
         Some(limit) => forward_stalled(store, s, limit, now)?,
         None => (Vec::new(), None),

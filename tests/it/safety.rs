@@ -330,6 +330,15 @@ mon-sun = "00:00-24:00"
         metrics.contains("studywatch_alarms{kind=\"feed_silent\",state=\"open\"} 1"),
         "{metrics}"
     );
+    // A message arrives: the feed is alive again and the alarm resolves on
+    // its own, without waiting for its next escalation step.
+    let message = report_for("oru-accession.hl7", "MSG-F1", "ACC-F1", "RXX3000020");
+    mllp_send(gw.hl7_port, gw.dir.path(), &[message]);
+    wait_for("feed_silent to resolve", Duration::from_secs(30), || {
+        alarms_of(&gw.config_path, "feed_silent")
+            .iter()
+            .all(|a| a["state"] == "resolved")
+    });
 }
 
 /// H-016, H-001: below its free-space floor the gateway refuses C-STOREs
