@@ -279,6 +279,7 @@ pub fn link_policy(config: &Config) -> LinkPolicy {
     LinkPolicy {
         probable: config.reports.linking.probable,
         probable_window: config.reports.linking.probable_window,
+        report_before_study: config.reports.linking.report_before_study,
         timezone: config.site.timezone.clone(),
     }
 }

@@ -166,6 +166,9 @@ pub struct LinkPolicy {
     /// How far a study's date may be from the report's exam time (or, without
     /// one, its report or arrival time) for a probable link.
     pub probable_window: Duration,
+    /// A report dated more than this before a study's date never links to
+    /// it by accession or order number: the number was reused.
+    pub report_before_study: Duration,
     /// The site's zone, in which DICOM study dates are read.
     pub timezone: jiff::tz::TimeZone,
 }
@@ -175,6 +178,7 @@ impl Default for LinkPolicy {
         LinkPolicy {
             probable: false,
             probable_window: Duration::from_secs(2 * 86_400),
+            report_before_study: Duration::from_secs(30 * 86_400),
             timezone: jiff::tz::TimeZone::UTC,
         }
     }
@@ -924,6 +928,21 @@ fn link_report(
                 continue;
             }
         }
+        // An accession or order number reused later (next year, another
+        // trust) must not close the new study with the old report.
+        if matches!(rule, LinkRule::Accession | LinkRule::Order)
+            && report_predates(c.study_date.as_deref(), keys.when, policy)
+        {
+            let detail = format!(
+                "report {report_id} matches by {} but is dated {}, more than {} before \
+                 the study: the number was reused; not linked",
+                rule.as_str(),
+                keys.when,
+                crate::config::format_duration(policy.report_before_study)
+            );
+            audit_refused_link(conn, report_id, &c.study_uid, *rule, &detail, at)?;
+            continue;
+        }
         if let Some(link) = insert_link(conn, report_id, &c.study_uid, *rule, false, at, actor)? {
             links.push(link);
         }
@@ -956,6 +975,22 @@ fn link_report(
         }
     }
     Ok(links)
+}
+
+/// Whether a report dated `when` is more than the policy's
+/// `report_before_study` older than the study's date (YYYYMMDD,
+/// site-local). A study without a readable date is never judged so.
+fn report_predates(study_date: Option<&str>, when: Timestamp, policy: &LinkPolicy) -> bool {
+    let Some(date) = study_date.and_then(|d| jiff::civil::Date::strptime("%Y%m%d", d.trim()).ok())
+    else {
+        return false;
+    };
+    let report = when.to_zoned(policy.timezone.clone()).date();
+    let Ok(span) = report.until(date) else {
+        return false;
+    };
+    let days = (policy.report_before_study.as_secs() / 86_400).max(1);
+    span.get_days() > 0 && span.get_days().unsigned_abs() as u64 > days
 }
 
 /// Whether a DICOM study date (YYYYMMDD, site-local) lies within the policy's
@@ -1033,11 +1068,23 @@ fn audit_refusal(
     rule: LinkRule,
     at: &str,
 ) -> Result<(), Error> {
-    // Once per report and study: re-linking must not flood the audit log.
     let detail = format!(
         "report {report_id} matches by {} but its patient IDs differ from the study's: not linked",
         rule.as_str()
     );
+    audit_refused_link(conn, report_id, study_uid, rule, &detail, at)
+}
+
+/// Audits a link a rule found but that was refused, once per report,
+/// study and reason: re-linking must not flood the audit log.
+fn audit_refused_link(
+    conn: &Connection,
+    report_id: i64,
+    study_uid: &str,
+    rule: LinkRule,
+    detail: &str,
+    at: &str,
+) -> Result<(), Error> {
     let already: bool = cached_row(
         conn,
         "SELECT EXISTS (SELECT 1 FROM audit WHERE study_uid = ?1 AND action = 'report_link_refused' \
@@ -1050,7 +1097,8 @@ fn audit_refusal(
             report_id,
             study_uid,
             rule = rule.as_str(),
-            "report not linked: patient ID differs"
+            reason = detail,
+            "report not linked"
         );
         insert_audit(
             conn,
@@ -1058,7 +1106,7 @@ fn audit_refusal(
             SYSTEM,
             "report_link_refused",
             Some(study_uid),
-            &detail,
+            detail,
         )?;
     }
     Ok(())

@@ -19,6 +19,7 @@ mod defaults {
     pub const APPLICATION: &str = "STUDYWATCH";
     pub const PROBABLE: bool = false;
     pub const PROBABLE_WINDOW: &str = "2d";
+    pub const REPORT_BEFORE_STUDY: &str = "30d";
     pub const PDF_IS_FINAL: bool = true;
 }
 
@@ -112,6 +113,10 @@ pub struct Linking {
     pub probable: bool,
     /// How far apart the study date and the exam time may be for one.
     pub probable_window: Duration,
+    /// A report dated (exam, report or arrival time) more than this before
+    /// a study's date is not that study's report: an accession or order
+    /// number reused later (another year, another trust) links nothing.
+    pub report_before_study: Duration,
 }
 
 /// `[reports.dicom]`.
@@ -213,6 +218,8 @@ struct FileLinking {
     probable: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     probable_window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    report_before_study: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -307,6 +314,13 @@ pub(super) fn validate(file: &FileReports, problems: &mut Problems) -> Reports {
             "reports.linking.probable_window",
             file.linking.probable_window.as_deref(),
             defaults::PROBABLE_WINDOW,
+            true,
+            problems,
+        ),
+        report_before_study: duration(
+            "reports.linking.report_before_study",
+            file.linking.report_before_study.as_deref(),
+            defaults::REPORT_BEFORE_STUDY,
             true,
             problems,
         ),
@@ -438,6 +452,7 @@ pub(super) fn to_file(r: &Reports) -> FileReports {
         linking: FileLinking {
             probable: Some(r.linking.probable),
             probable_window: Some(format_duration(r.linking.probable_window)),
+            report_before_study: Some(format_duration(r.linking.report_before_study)),
         },
         dicom: FileDicomReports {
             pdf_is_final: Some(r.dicom.pdf_is_final),

@@ -137,7 +137,8 @@ fn instance(s: &Seed<'_>) -> NewInstance {
         accession_number: some(s.accession),
         issuer_of_accession: None,
         modality: Some(s.modality.into()),
-        study_date: Some("20261123".into()),
+        // Examined the day it arrived (UTC and London agree in November).
+        study_date: Some(s.received_at.strftime("%Y%m%d").to_string()),
         study_time: None,
         study_description: some(s.description),
         referring_physician: None,

@@ -666,3 +666,62 @@ fn a_pdf_counts_as_the_report_only_when_config_says_so() {
         "{s:#}"
     );
 }
+
+/// H-002: an accession number reused a year later (the RIS recycled it, or
+/// another trust uses the same numbers) must not close the new study with
+/// the old final report; a report made around the study's own date still
+/// links by the same accession.
+#[test]
+fn a_reused_accession_does_not_close_a_new_study_with_an_old_report() {
+    let gw = TestGateway::start();
+    let patient = "RXX3000099";
+    let old = {
+        let mut values = subs("REUSE-OLD", "", "ACC-REUSED", "PL-R1", "FL-R1");
+        for (key, value) in values.iter_mut() {
+            match *key {
+                "PATIENT_ID" => *value = patient,
+                "EXAM_TIME" => *value = "20250110090000",
+                "REPORT_TIME" => *value = "20250110120000",
+                _ => {}
+            }
+        }
+        fixture("oru-accession.hl7", &values)
+    };
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &[old]);
+    assert_eq!(acks[0].code, "AA", "{acks:?}");
+    // The new study (dated 2026-11-20) arrives under the same accession.
+    let study = uid(9, 1);
+    send_study(&gw, &study, "ACC-REUSED", patient);
+    let s = cli_json(&gw, &["study", &study, "--json"]);
+    assert_eq!(s["state"], "unreported", "{s:#}");
+    assert!(s["reports"].as_array().unwrap().is_empty(), "{s:#}");
+    let refused = s["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "report_link_refused")
+        .unwrap_or_else(|| panic!("no refusal audited: {s:#}"));
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the number was reused"),
+        "{refused:#}"
+    );
+
+    // This study's own report, made the day of the exam, links as usual.
+    let own = {
+        let mut values = subs("REUSE-NEW", "", "ACC-REUSED", "PL-R2", "FL-R2");
+        for (key, value) in values.iter_mut() {
+            if *key == "PATIENT_ID" {
+                *value = patient;
+            }
+        }
+        fixture("oru-accession.hl7", &values)
+    };
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &[own]);
+    assert_eq!(acks[0].code, "AA", "{acks:?}");
+    let s = cli_json(&gw, &["study", &study, "--json"]);
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(s["reports"].as_array().unwrap().len(), 1, "{s:#}");
+}
