@@ -594,7 +594,8 @@ impl From<&catalog::ReportRow> for Report {
 pub struct Alarm {
     pub id: i64,
     /// `overdue_report | failsafe_unacknowledged | unmatched_report |
-    /// feed_silent | integrity | storage_low`.
+    /// feed_silent | integrity | storage_low | forward_stalled |
+    /// incomplete_transfer | calendar_expiring`.
     pub kind: String,
     /// `open | acknowledged | resolved`.
     pub state: String,

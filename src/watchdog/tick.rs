@@ -17,7 +17,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::Backend;
-use super::calendar::Clock;
+use super::calendar::{CALENDAR_HORIZON_DAYS, Clock};
 use super::engine::{self, Action, Plan};
 use super::rules::{self, Rule, Step, StudyFacts};
 use crate::catalog::{
@@ -57,6 +57,10 @@ pub struct Settings {
     /// With forward destinations configured: how long an instance may wait
     /// for one before `forward_stalled` is raised for it.
     pub forward_alarm_after: Option<Duration>,
+    /// The bank-holiday calendar file the clock was loaded from; `None`
+    /// (`calendar = ""`) when the site chose to have none, and then
+    /// `calendar_expiring` is never raised.
+    pub calendar_file: Option<std::path::PathBuf>,
 }
 
 /// How much space the storage file system has free.
@@ -93,6 +97,7 @@ impl Settings {
             digest_at: config.notify.digest_at,
             forward_alarm_after: (!config.forward.destinations.is_empty())
                 .then_some(config.forward.alarm_after),
+            calendar_file: config.watchdog.calendar.clone(),
         }
     }
 
@@ -367,6 +372,7 @@ pub fn evaluate(
         },
         None => false,
     };
+    let calendar_expiring = calendar_expiring(store, s, now)?;
     for (study, detail) in store.incomplete_unalarmed(BATCH)? {
         raise(
             store,
@@ -394,6 +400,7 @@ pub fn evaluate(
         let remains = match alarm.kind.as_str() {
             "feed_silent" => feed_silent,
             "storage_low" => storage_low,
+            "calendar_expiring" => calendar_expiring,
             "forward_stalled" => stalled.contains(&alarm.subject),
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
@@ -520,7 +527,8 @@ pub fn evaluate(
     let soon = add(now, Duration::from_secs(60));
     let periodic = (s.storage_free.is_some()
         || s.feed_silent_after.is_some()
-        || s.forward_alarm_after.is_some())
+        || s.forward_alarm_after.is_some()
+        || s.calendar_file.is_some())
     .then_some(soon);
     Ok([next, Some(next_digest), periodic, report_due, forward_due]
         .into_iter()
@@ -645,6 +653,56 @@ fn forward_stalled(
     Ok((stalled, due))
 }
 
+/// Raises `calendar_expiring` while the bank-holiday calendar has no data for
+/// some day of the next [`CALENDAR_HORIZON_DAYS`] days, and marks a live one
+/// for its cause check when the calendar covers them again (the calendar is
+/// read at start, so a restart with a completed file resolves it). Returns
+/// whether the cause holds now.
+fn calendar_expiring(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<bool, crate::catalog::Error> {
+    const SUBJECT: &str = "calendar";
+    let gap = s.calendar_file.as_ref().and_then(|file| {
+        Some((
+            file,
+            s.clock.first_uncovered_date(now, CALENDAR_HORIZON_DAYS)?,
+        ))
+    });
+    let Some((file, first)) = gap else {
+        store.recheck_cleared("calendar_expiring", &[])?;
+        return Ok(false);
+    };
+    let calendar = &s.clock.calendar;
+    let covered = match (calendar.first_year(), calendar.last_year()) {
+        (Some(a), Some(b)) => format!("it covers {a} to {b}"),
+        _ => "it covers no year".to_owned(),
+    };
+    raise(
+        store,
+        s,
+        system_alarm(
+            "calendar_expiring",
+            SUBJECT.into(),
+            None,
+            now,
+            format!(
+                "bank-holiday calendar \"{}\" ({}) has no data from {first} ({covered}), \
+                 which is within the next {CALENDAR_HORIZON_DAYS} days: working-hours deadlines \
+                 from then on would count bank holidays as working days; add {} to the file \
+                 and restart the server",
+                calendar.name(),
+                file.display(),
+                first.year()
+            ),
+        ),
+        now,
+    )?;
+    store.recheck_cleared("calendar_expiring", &[SUBJECT.to_owned()])?;
+    Ok(true)
+}
+
 /// Queues the daily digest when its time has come and it has not been sent
 /// today; returns when the next one is due.
 fn digest(
@@ -760,6 +818,9 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
                 .to_owned()
         }
         "incomplete_transfer" => "the study is complete now".to_owned(),
+        "calendar_expiring" => {
+            format!("the bank-holiday calendar covers the next {CALENDAR_HORIZON_DAYS} days again")
+        }
         _ => "the cause cleared".to_owned(),
     })
 }
@@ -847,6 +908,7 @@ fn kind_title(kind: &str) -> &'static str {
         "storage_low" => "Storage running low",
         "forward_stalled" => "Instances not reaching a forward destination",
         "incomplete_transfer" => "Study incomplete: the sender holds more than arrived",
+        "calendar_expiring" => "Bank-holiday calendar runs out within 90 days",
         _ => "Alarm",
     }
 }
