@@ -872,6 +872,9 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
         &rec.study_uid,
         &at,
     )?;
+    if let Some(reading) = &rec.clock {
+        super::clock::record(conn, reading)?;
+    }
     Ok(())
 }
 

@@ -48,6 +48,7 @@ fn instance(study: &str, series: &str, sop: &str, modality: &str, at: Timestamp)
         report: None,
         attributes: vec![],
         forward_to: vec![],
+        clock: None,
     }
 }
 
@@ -73,6 +74,7 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
             [
                 "alarms",
                 "audit",
+                "clock_observations",
                 "commit_request_items",
                 "commit_requests",
                 "forward_queue",
@@ -1006,4 +1008,138 @@ fn outcomes_move_rows_and_retry_makes_them_due() {
             .any(|a| a.action == "forward_retry" && a.actor == "alice"),
         "{audit:?}"
     );
+}
+
+// --- Senders' clocks (catalog/clock.rs) ---------------------------------------
+
+fn reading(sender: &str, received: &str, ahead_secs: i64) -> ClockReading {
+    let received_at = ts(received);
+    ClockReading {
+        via: "dicom",
+        sender: sender.into(),
+        sender_time: received_at + jiff::SignedDuration::from_secs(ahead_secs),
+        received_at,
+        threshold: Duration::from_secs(300),
+    }
+}
+
+fn timed(sop: &str, clock: ClockReading) -> NewInstance {
+    NewInstance {
+        received_at: clock.received_at,
+        clock: Some(clock),
+        ..instance("1.2.9", "1.2.9.1", sop, "CT", ts(T0))
+    }
+}
+
+#[test]
+fn a_clock_ahead_is_recorded_with_its_instance_until_a_later_reading_is_back_in_line() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let five_min = Duration::from_secs(300);
+    let day_before = |t: &str| ts(t) - jiff::SignedDuration::from_hours(24);
+
+    // Two hours ahead: recorded, and ahead.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.1",
+            reading("CT1", "2026-11-22T10:00:00Z", 7200),
+        ))
+        .expect("store");
+    let ahead = store
+        .clocks_ahead(day_before("2026-11-22T10:00:00Z"), five_min)
+        .expect("ahead");
+    assert_eq!(ahead.len(), 1);
+    assert_eq!(
+        (ahead[0].sender.as_str(), ahead[0].ahead_ms),
+        ("CT1", 7_200_000)
+    );
+    assert_eq!(ahead[0].sender_time, ts("2026-11-22T12:00:00Z"));
+    // Older than the window asked for: not reported.
+    assert!(
+        store
+            .clocks_ahead(ts("2026-11-22T10:00:01Z"), five_min)
+            .expect("ahead")
+            .is_empty()
+    );
+    // Under a larger threshold it is not ahead "by more than" it.
+    assert!(
+        store
+            .clocks_ahead(ts(T0), Duration::from_secs(7200))
+            .expect("ahead")
+            .is_empty()
+    );
+
+    // An earlier reading arriving late does not replace the latest.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.2",
+            reading("CT1", "2026-11-22T09:00:00Z", -60),
+        ))
+        .expect("store");
+    assert_eq!(
+        store.clocks_ahead(ts(T0), five_min).expect("ahead").len(),
+        1
+    );
+
+    // A later reading within the threshold replaces it: no longer ahead.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.3",
+            reading("CT1", "2026-11-22T10:30:00Z", 120),
+        ))
+        .expect("store");
+    assert!(
+        store
+            .clocks_ahead(ts(T0), five_min)
+            .expect("ahead")
+            .is_empty()
+    );
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].received_at, rows[0].ahead_ms),
+        (ts("2026-11-22T10:30:00Z"), 120_000)
+    );
+
+    // In line after in line within the hour: nothing to write, the row stays.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.4",
+            reading("CT1", "2026-11-22T10:40:00Z", -5),
+        ))
+        .expect("store");
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(rows[0].received_at, ts("2026-11-22T10:30:00Z"));
+    // After an hour it is refreshed.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.5",
+            reading("CT1", "2026-11-22T11:31:00Z", -5),
+        ))
+        .expect("store");
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(
+        (rows[0].received_at, rows[0].ahead_ms),
+        (ts("2026-11-22T11:31:00Z"), -5000)
+    );
+
+    // Senders are kept apart, and a refused instance records nothing.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.6",
+            reading("MR2", "2026-11-22T11:32:00Z", 900),
+        ))
+        .expect("store");
+    let refused = timed("1.2.9.1.6", reading("US3", "2026-11-22T11:33:00Z", 900));
+    assert!(matches!(
+        store.record_instance(&refused),
+        Err(Error::DuplicateInstance(_))
+    ));
+    let senders: Vec<String> = store
+        .clock_readings()
+        .expect("readings")
+        .into_iter()
+        .map(|r| r.sender)
+        .collect();
+    assert_eq!(senders, ["CT1", "MR2"]);
 }

@@ -4,8 +4,10 @@
 //! study marked stale; raise `overdue_report` for unreported studies past
 //! their deadline, `failsafe_unacknowledged` for alert reports past their
 //! acknowledgement window, `unmatched_report` for reports that link to
-//! nothing past the threshold, and `feed_silent` when the HL7 feed has been
-//! quiet for too much working time; then advance every alarm that has
+//! nothing past the threshold, `feed_silent` when the HL7 feed has been
+//! quiet for too much working time, and the alarms of the system itself
+//! (`integrity`, `storage_low`, `incomplete_transfer`, `forward_stalled`,
+//! `calendar_expiring`, `clock_skew`); then advance every alarm that has
 //! something due (a step, a repeat, the end of an acknowledgement, a cause
 //! that cleared), queueing its notifications in the outbox.
 
@@ -32,6 +34,9 @@ use crate::notify::{
 const BATCH: usize = 2000;
 /// How often an unmatched report, and a silent feed, are repeated.
 const SYSTEM_REPEAT: Duration = Duration::from_secs(24 * 3600);
+/// How recent a sender's clock reading must be to keep `clock_skew` raised:
+/// a sender that has sent nothing for a day is no longer evidence.
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything an evaluation needs from the configuration.
 #[derive(Clone, Debug)]
@@ -61,6 +66,9 @@ pub struct Settings {
     /// (`calendar = ""`) when the site chose to have none, and then
     /// `calendar_expiring` is never raised.
     pub calendar_file: Option<std::path::PathBuf>,
+    /// A sender whose latest clock reading of the last [`CLOCK_WINDOW`] is
+    /// ahead of ours by more than this raises `clock_skew`; `None`: off.
+    pub clock_skew_after: Option<Duration>,
 }
 
 /// How much space the storage file system has free.
@@ -98,6 +106,7 @@ impl Settings {
             forward_alarm_after: (!config.forward.destinations.is_empty())
                 .then_some(config.forward.alarm_after),
             calendar_file: config.watchdog.calendar.clone(),
+            clock_skew_after: config.watchdog.clock_skew_after,
         }
     }
 
@@ -373,6 +382,7 @@ pub fn evaluate(
         None => false,
     };
     let calendar_expiring = calendar_expiring(store, s, now)?;
+    let skewed = clock_skew(store, s, now)?;
     for (study, detail) in store.incomplete_unalarmed(BATCH)? {
         raise(
             store,
@@ -401,6 +411,7 @@ pub fn evaluate(
             "feed_silent" => feed_silent,
             "storage_low" => storage_low,
             "calendar_expiring" => calendar_expiring,
+            "clock_skew" => skewed.contains(&alarm.subject),
             "forward_stalled" => stalled.contains(&alarm.subject),
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
@@ -528,7 +539,8 @@ pub fn evaluate(
     let periodic = (s.storage_free.is_some()
         || s.feed_silent_after.is_some()
         || s.forward_alarm_after.is_some()
-        || s.calendar_file.is_some())
+        || s.calendar_file.is_some()
+        || s.clock_skew_after.is_some())
     .then_some(soon);
     Ok([next, Some(next_digest), periodic, report_due, forward_due]
         .into_iter()
@@ -703,6 +715,58 @@ fn calendar_expiring(
     Ok(true)
 }
 
+/// Raises `clock_skew` (subject `clock:SENDER`) for each sender whose latest
+/// clock reading of the last [`CLOCK_WINDOW`] is ahead of ours by more than
+/// `clock_skew_after`, and marks for their cause check the live ones whose
+/// sender is back in line (a later reading within the threshold) or silent.
+/// Returns the subjects whose cause holds now.
+fn clock_skew(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<Vec<String>, crate::catalog::Error> {
+    let Some(limit) = s.clock_skew_after else {
+        store.recheck_cleared("clock_skew", &[])?;
+        return Ok(Vec::new());
+    };
+    let mut holding: Vec<String> = Vec::new();
+    for row in store.clocks_ahead(sub(now, CLOCK_WINDOW), limit)? {
+        let subject = format!("clock:{}", row.sender);
+        if holding.contains(&subject) {
+            continue;
+        }
+        let (who, what) = match row.via.as_str() {
+            "hl7" => ("HL7 sender", "its message time (MSH-7)"),
+            _ => ("DICOM calling AE", "its instance's creation time"),
+        };
+        let ahead = Duration::from_millis(row.ahead_ms.unsigned_abs());
+        raise(
+            store,
+            s,
+            system_alarm(
+                "clock_skew",
+                subject.clone(),
+                None,
+                row.received_at,
+                format!(
+                    "the clock of {who} {} is {} ahead of ours: {what} was {} when we \
+                     received it at {} (more than clock_skew_after, {}); its times, and \
+                     deadlines counted from study times it sets, are wrong by as much",
+                    row.sender,
+                    human(ahead),
+                    row.sender_time,
+                    row.received_at,
+                    crate::config::format_duration(limit)
+                ),
+            ),
+            now,
+        )?;
+        holding.push(subject);
+    }
+    store.recheck_cleared("clock_skew", &holding)?;
+    Ok(holding)
+}
+
 /// Queues the daily digest when its time has come and it has not been sent
 /// today; returns when the next one is due.
 fn digest(
@@ -818,6 +882,9 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
                 .to_owned()
         }
         "incomplete_transfer" => "the study is complete now".to_owned(),
+        "clock_skew" => "a later message or instance from the sender is within \
+             clock_skew_after, or none ahead of it has come for 24 h"
+            .to_owned(),
         "calendar_expiring" => {
             format!("the bank-holiday calendar covers the next {CALENDAR_HORIZON_DAYS} days again")
         }
@@ -909,6 +976,7 @@ fn kind_title(kind: &str) -> &'static str {
         "forward_stalled" => "Instances not reaching a forward destination",
         "incomplete_transfer" => "Study incomplete: the sender holds more than arrived",
         "calendar_expiring" => "Bank-holiday calendar runs out within 90 days",
+        "clock_skew" => "A sender's clock runs ahead of ours",
         _ => "Alarm",
     }
 }

@@ -133,6 +133,7 @@ pub fn alarm_kind(kind: &str) -> &str {
         "forward_stalled" => "Not reaching a forward destination",
         "incomplete_transfer" => "Incomplete transfer",
         "calendar_expiring" => "Bank-holiday calendar running out",
+        "clock_skew" => "Sender's clock ahead of ours",
         other => other,
     }
 }
