@@ -26,6 +26,7 @@
 mod alarms;
 mod clock;
 mod commit;
+mod coverage;
 pub mod dashboard;
 mod figures;
 mod forward;
@@ -50,6 +51,7 @@ pub use alarms::{
 };
 pub use clock::{ClockReading, ClockRow};
 pub use commit::{CommitAnswer, CommitBatch, DueReport, PeerRequest, UncommittedRow};
+pub use coverage::CoverageRow;
 pub use figures::{AGE_BUCKETS, Figures};
 pub use forward::{ForwardItem, ForwardOutcome, ForwardStatusRow};
 pub use handle::Catalog;

@@ -1143,3 +1143,78 @@ fn a_clock_ahead_is_recorded_with_its_instance_until_a_later_reading_is_back_in_
         .collect();
     assert_eq!(senders, ["CT1", "MR2"]);
 }
+
+// --- Rules coverage (catalog/coverage.rs) --------------------------------------
+
+#[test]
+fn coverage_counts_studies_by_modality_source_and_recorded_rule() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let at = ts(T0);
+    let from = |source: &str, rec: NewInstance| NewInstance {
+        source: source.into(),
+        ..rec
+    };
+    // A CT+SR study, a CT study, an MR study and one without a modality from
+    // "ed"; a CT study from "trust-b"; and an old CT study outside the window.
+    for rec in [
+        from("ed", instance("1.1", "1.1.1", "1.1.1.1", "CT", at)),
+        from("ed", instance("1.1", "1.1.2", "1.1.2.1", "SR", at)),
+        from("ed", instance("1.2", "1.2.1", "1.2.1.1", "CT", at)),
+        from("ed", instance("1.3", "1.3.1", "1.3.1.1", "MR", at)),
+        from(
+            "ed",
+            NewInstance {
+                modality: None,
+                ..instance("1.4", "1.4.1", "1.4.1.1", "", at)
+            },
+        ),
+        from("trust-b", instance("1.5", "1.5.1", "1.5.1.1", "CT", at)),
+        from(
+            "ed",
+            instance("1.6", "1.6.1", "1.6.1.1", "CT", ts("2026-01-01T00:00:00Z")),
+        ),
+    ] {
+        store.record_instance(&rec).expect("store");
+    }
+    let decided = |uid: &str, rule: Option<&str>, no_report_needed: bool| DeadlineUpdate {
+        study_uid: uid.into(),
+        rule: rule.map(str::to_owned),
+        no_report_needed,
+        deadline: (!no_report_needed).then_some(at),
+    };
+    store
+        .set_deadlines(&[
+            decided("1.1", Some("ED CT"), false),
+            decided("1.2", Some("ED CT"), false),
+            decided("1.3", None, false),
+            decided("1.5", Some("imports"), true),
+        ])
+        .expect("deadlines");
+    let got = store
+        .coverage(ts("2026-11-01T00:00:00Z"))
+        .expect("coverage");
+    let got: Vec<_> = got
+        .iter()
+        .map(|r| {
+            (
+                r.modality.as_deref(),
+                r.source.as_str(),
+                r.rule.as_deref(),
+                r.no_report_needed,
+                r.evaluated,
+                r.studies,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some("CT"), "ed", Some("ED CT"), false, true, 2),
+            (Some("CT"), "trust-b", Some("imports"), true, true, 1),
+            (Some("MR"), "ed", None, false, true, 1),
+            (Some("SR"), "ed", Some("ED CT"), false, true, 1),
+            (None, "ed", None, false, false, 1),
+        ]
+    );
+}
