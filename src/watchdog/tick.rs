@@ -1016,3 +1016,208 @@ fn sub(t: Timestamp, d: Duration) -> Timestamp {
         .and_then(|d| t.checked_sub(d).ok())
         .unwrap_or(Timestamp::MIN)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{AlarmFilter, ClockReading, Hl7Content, NewHl7Message};
+    use crate::watchdog::calendar::{Calendar, WorkingHours};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn hours(n: i64) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_hours(n)
+    }
+
+    /// The defaults of an empty config, in London, with this calendar.
+    fn settings(calendar: Calendar) -> Settings {
+        let config = Config::from_toml_str("version = 1").expect("config");
+        let clock = Clock {
+            tz: jiff::tz::TimeZone::get("Europe/London").expect("tz"),
+            hours: WorkingHours::default(),
+            calendar,
+        };
+        Settings::from_config(&config, clock, ts("2026-11-01T00:00:00Z"))
+    }
+
+    fn calendar(first: i16, last: i16) -> Calendar {
+        Calendar::parse(&format!(
+            "name = \"Test\"\nsource = \"test\"\nfirst_year = {first}\nlast_year = {last}\n[holidays]\n"
+        ))
+        .expect("calendar")
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("catalog.sqlite3"), false).expect("open");
+        (dir, store)
+    }
+
+    fn alarms(store: &Store, kind: &str) -> Vec<AlarmRow> {
+        store
+            .alarms(&AlarmFilter::default())
+            .expect("alarms")
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect()
+    }
+
+    fn evaluate_at(store: &mut Store, s: &Settings, now: Timestamp) {
+        store
+            .atomically(|st| evaluate(st, s, now))
+            .expect("evaluate");
+    }
+
+    /// An HL7 message from RIS^HOSP received at `at`, its MSH-7 `ahead`.
+    fn message(store: &mut Store, id: &str, at: Timestamp, ahead: jiff::SignedDuration) {
+        let msg = NewHl7Message {
+            received_at: at,
+            peer: "127.0.0.1:5000".into(),
+            sending_application: "RIS".into(),
+            sending_facility: "HOSP".into(),
+            control_id: id.into(),
+            message_type: "ADT^A01".into(),
+            version: "2.4".into(),
+            raw: b"MSH|^~\\&|RIS|HOSP".to_vec(),
+            raw_truncated: false,
+            ack_code: "AA".into(),
+            ack_reason: "stored".into(),
+            clock: Some(ClockReading {
+                via: "hl7",
+                sender: "RIS^HOSP".into(),
+                sender_time: at + ahead,
+                received_at: at,
+                threshold: Duration::from_secs(300),
+            }),
+        };
+        store
+            .record_hl7(&msg, &Hl7Content::Nothing)
+            .expect("record");
+    }
+
+    #[test]
+    fn clock_skew_holds_while_the_latest_reading_of_the_last_day_is_ahead() {
+        let (_dir, mut store) = open();
+        let mut s = settings(Calendar::empty());
+        s.calendar_file = None;
+        let at = ts("2026-11-23T10:00:00Z");
+
+        message(&mut store, "1", at, hours(2));
+        evaluate_at(&mut store, &s, at);
+        let raised = alarms(&store, "clock_skew");
+        assert_eq!(raised.len(), 1);
+        assert_eq!(
+            (raised[0].subject.as_str(), raised[0].state.as_str()),
+            ("clock:RIS^HOSP", "open")
+        );
+        assert!(
+            raised[0]
+                .detail
+                .contains("HL7 sender RIS^HOSP is 2 h 0 min ahead"),
+            "{}",
+            raised[0].detail
+        );
+
+        // Still ahead an hour later; no second alarm.
+        evaluate_at(&mut store, &s, at + hours(1));
+        assert_eq!(alarms(&store, "clock_skew").len(), 1);
+        // Nothing ahead for a day: the sender is no longer evidence.
+        evaluate_at(&mut store, &s, at + hours(25));
+        let gone = alarms(&store, "clock_skew");
+        assert_eq!(gone[0].state, "resolved");
+        assert!(
+            gone[0]
+                .resolved_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("within clock_skew_after")),
+            "{:?}",
+            gone[0].resolved_reason
+        );
+
+        // Ahead again, then a later message in line: raised, then resolved.
+        message(
+            &mut store,
+            "2",
+            at + hours(26),
+            jiff::SignedDuration::from_mins(6),
+        );
+        evaluate_at(&mut store, &s, at + hours(26));
+        let live: Vec<_> = alarms(&store, "clock_skew")
+            .into_iter()
+            .filter(|a| a.state == "open")
+            .collect();
+        assert_eq!(live.len(), 1);
+        message(
+            &mut store,
+            "3",
+            at + hours(27),
+            jiff::SignedDuration::from_mins(-30),
+        );
+        evaluate_at(&mut store, &s, at + hours(27));
+        assert!(
+            alarms(&store, "clock_skew")
+                .iter()
+                .all(|a| a.state == "resolved")
+        );
+
+        // Turned off: a reading ahead raises nothing.
+        s.clock_skew_after = None;
+        message(&mut store, "4", at + hours(28), hours(3));
+        evaluate_at(&mut store, &s, at + hours(28));
+        assert!(
+            alarms(&store, "clock_skew")
+                .iter()
+                .all(|a| a.state == "resolved")
+        );
+    }
+
+    #[test]
+    fn calendar_expiring_holds_until_the_calendar_covers_the_next_90_days() {
+        let (_dir, mut store) = open();
+        let at = ts("2026-11-23T10:00:00Z");
+        let mut s = settings(calendar(2020, 2021));
+        s.calendar_file = Some("conf/calendars/test.toml".into());
+        evaluate_at(&mut store, &s, at);
+        let raised = alarms(&store, "calendar_expiring");
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].subject, "calendar");
+        for part in [
+            "\"Test\"",
+            "conf/calendars/test.toml",
+            "no data from 2026-11-23",
+            "it covers 2020 to 2021",
+        ] {
+            assert!(
+                raised[0].detail.contains(part),
+                "{part}: {}",
+                raised[0].detail
+            );
+        }
+
+        // Covering 2026 only: 90 days from 23 November reach into 2027.
+        let mut short = settings(calendar(2020, 2026));
+        short.calendar_file = s.calendar_file.clone();
+        evaluate_at(&mut store, &short, at);
+        let still = alarms(&store, "calendar_expiring");
+        assert_eq!(
+            (still.len(), still[0].state.as_str()),
+            (1, "open"),
+            "{still:?}"
+        );
+
+        // A restart with the year added: resolved.
+        let mut fixed = settings(calendar(2020, 2027));
+        fixed.calendar_file = s.calendar_file.clone();
+        evaluate_at(&mut store, &fixed, at + hours(1));
+        assert_eq!(alarms(&store, "calendar_expiring")[0].state, "resolved");
+
+        // No calendar by choice (`calendar = ""`): never raised.
+        let (_dir, mut other) = open();
+        let mut none = settings(Calendar::empty());
+        none.calendar_file = None;
+        evaluate_at(&mut other, &none, at);
+        assert!(alarms(&other, "calendar_expiring").is_empty());
+    }
+}
