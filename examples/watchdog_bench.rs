@@ -473,6 +473,7 @@ fn instance(k: usize, p: &Planned, tz: &jiff::tz::TimeZone) -> anyhow::Result<Ne
         report: None,
         attributes: Vec::new(),
         forward_to: Vec::new(),
+        clock: None,
     })
 }
 
@@ -743,6 +744,7 @@ fn probe(store: &mut Store, settings: &Settings, ae: &str) -> anyhow::Result<ser
         report: None,
         attributes: Vec::new(),
         forward_to: Vec::new(),
+        clock: None,
     };
     for r in store.record_instances(std::slice::from_ref(&rec)) {
         r.context("recording the probe study")?;

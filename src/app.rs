@@ -97,6 +97,7 @@ pub async fn serve(
         sr_policy,
         rule_attributes(&config),
         config.forward.clone(),
+        config.watchdog.clock_skew_after,
     );
     let commitments =
         crate::commit::Commitments::new(&config, catalog.clone(), Arc::clone(&metrics));

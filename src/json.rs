@@ -594,7 +594,8 @@ impl From<&catalog::ReportRow> for Report {
 pub struct Alarm {
     pub id: i64,
     /// `overdue_report | failsafe_unacknowledged | unmatched_report |
-    /// feed_silent | integrity | storage_low`.
+    /// feed_silent | integrity | storage_low | forward_stalled |
+    /// incomplete_transfer | calendar_expiring | clock_skew`.
     pub kind: String,
     /// `open | acknowledged | resolved`.
     pub state: String,
@@ -971,6 +972,101 @@ impl ForwardDestination {
             last_error: row.and_then(|r| r.last_error.clone()),
             last_error_at: row.and_then(|r| opt_time(r.last_error_at)),
             last_sent_at: row.and_then(|r| opt_time(r.last_sent_at)),
+        }
+    }
+}
+
+/// One modality and source among the studies received lately, and the
+/// watchdog rules that take them (`rules coverage --json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coverage {
+    /// Null for studies whose instances named no modality.
+    pub modality: Option<String>,
+    pub source: String,
+    /// Studies of this modality from this source in the window (a study of
+    /// several modalities counts under each).
+    pub studies: u64,
+    /// Rules, in order, that take such a study only if its other facts
+    /// match too (their `conditions`); each comes before `applies`.
+    pub only_if: Vec<CoverageRule>,
+    /// The rule that takes every other such study, or the 28-day ceiling
+    /// (`rule` null) when none does.
+    pub applies: CoverageRule,
+    /// The outcomes the watchdog recorded on these studies, with counts.
+    pub recorded: Vec<RecordedRule>,
+}
+
+/// A rule as `rules coverage` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoverageRule {
+    /// The rule's name; null for no rule (the 28-day ceiling).
+    pub rule: Option<String>,
+    /// What else a study needs for the rule to take it, in words
+    /// (`patient class I or E`); empty for `applies`.
+    pub conditions: Vec<String>,
+    /// The deadline in words (`report within 24h (calendar time)`, `no
+    /// report needed`, `no rule matches: 28-day ceiling`).
+    pub deadline: String,
+    /// As written in the config (`24h`, `2d`); null for a rule that needs
+    /// no report; `28d` for the ceiling.
+    pub report_within: Option<String>,
+    /// `calendar | working`; null for the ceiling and for a rule that needs
+    /// no report.
+    pub hours: Option<String>,
+    /// `received | study_time`; null as for `hours`.
+    pub clock: Option<String>,
+    pub no_report_needed: bool,
+}
+
+impl CoverageRule {
+    pub fn new(rule: Option<&crate::watchdog::rules::Rule>, conditions: Vec<String>) -> Self {
+        use crate::watchdog::rules::{ClockStart, Hours};
+        let timed = rule.filter(|r| !r.no_report_needed);
+        CoverageRule {
+            rule: rule.map(|r| r.name.clone()),
+            conditions,
+            deadline: crate::watchdog::rules::describe_deadline(rule),
+            report_within: match rule {
+                None => Some("28d".to_owned()),
+                Some(r) => crate::watchdog::rules::within_text(r),
+            },
+            hours: timed.map(|r| {
+                match r.hours {
+                    Hours::Calendar => "calendar",
+                    Hours::Working => "working",
+                }
+                .to_owned()
+            }),
+            clock: timed.map(|r| {
+                match r.clock {
+                    ClockStart::Received => "received",
+                    ClockStart::StudyTime => "study_time",
+                }
+                .to_owned()
+            }),
+            no_report_needed: rule.is_some_and(|r| r.no_report_needed),
+        }
+    }
+}
+
+/// Studies on which the watchdog recorded one outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRule {
+    /// `studies.rule`; null when no rule matched (or, with `evaluated`
+    /// false, when the watchdog has not looked at them yet).
+    pub rule: Option<String>,
+    pub no_report_needed: bool,
+    pub evaluated: bool,
+    pub studies: u64,
+}
+
+impl From<&catalog::CoverageRow> for RecordedRule {
+    fn from(r: &catalog::CoverageRow) -> Self {
+        RecordedRule {
+            rule: r.rule.clone(),
+            no_report_needed: r.no_report_needed,
+            evaluated: r.evaluated,
+            studies: r.studies,
         }
     }
 }

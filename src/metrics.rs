@@ -71,7 +71,7 @@ const HL7_TYPES: [&str; 8] = [
 
 /// The alarm kinds the watchdog raises, each shown (as 0 when none is live)
 /// so a dashboard query never sees a series vanish.
-const ALARM_KINDS: [&str; 8] = [
+const ALARM_KINDS: [&str; 10] = [
     "overdue_report",
     "failsafe_unacknowledged",
     "unmatched_report",
@@ -80,6 +80,8 @@ const ALARM_KINDS: [&str; 8] = [
     "storage_low",
     "forward_stalled",
     "incomplete_transfer",
+    "calendar_expiring",
+    "clock_skew",
 ];
 
 /// Every metric of the process.

@@ -24,7 +24,9 @@
 //! deadline. It stores what it is told and answers questions about it.
 
 mod alarms;
+mod clock;
 mod commit;
+mod coverage;
 pub mod dashboard;
 mod figures;
 mod forward;
@@ -47,7 +49,9 @@ pub use alarms::{
     AlarmFilter, AlarmRow, AlarmUpdate, DeadlineUpdate, NewAlarm, NewNotification, OutboxRow,
     StudyForRules,
 };
+pub use clock::{ClockReading, ClockRow};
 pub use commit::{CommitAnswer, CommitBatch, DueReport, PeerRequest, UncommittedRow};
+pub use coverage::CoverageRow;
 pub use figures::{AGE_BUCKETS, Figures};
 pub use forward::{ForwardItem, ForwardOutcome, ForwardStatusRow};
 pub use handle::Catalog;
@@ -205,6 +209,10 @@ pub struct NewInstance {
     /// caller from the configuration); each gets a queue row in the same
     /// transaction as the instance.
     pub forward_to: Vec<String>,
+    /// The sender's clock as this instance shows it (its Instance Creation
+    /// or Acquisition time), recorded in the same transaction; `None` when
+    /// it carries no such time or the check is off.
+    pub clock: Option<ClockReading>,
 }
 
 /// A rejected C-STORE (or other ingest failure), kept so nothing is lost silently.

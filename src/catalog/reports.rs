@@ -269,6 +269,9 @@ pub struct NewHl7Message {
     /// `AA`, `AE` or `AR`.
     pub ack_code: String,
     pub ack_reason: String,
+    /// The sender's clock as MSH-7 shows it, recorded in the same
+    /// transaction (not for a duplicate, whose MSH-7 is the first one's).
+    pub clock: Option<super::ClockReading>,
 }
 
 /// What an accepted HL7 message carries.
@@ -425,6 +428,9 @@ impl Store {
                 ],
             )?;
             let message_id = conn.last_insert_rowid();
+            if let Some(reading) = &msg.clock {
+                super::clock::record(conn, reading)?;
+            }
             let mut out = Hl7Recorded {
                 message_id,
                 duplicate: false,

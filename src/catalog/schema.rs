@@ -10,7 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, CLOCK_OBSERVATIONS];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -590,6 +590,28 @@ UPDATE instances SET forwarded = 1
     WHERE sop_instance_uid IN (SELECT sop_instance_uid FROM forward_queue);
 CREATE INDEX instances_unpruned ON instances (received_at, sop_instance_uid)
     WHERE pruned_at IS NULL AND forwarded = 1;
+"#;
+
+/// Version 10: the latest reading of each sender's clock
+/// (`catalog/clock.rs`), for the watchdog's `clock_skew` alarm.
+///
+/// One row per sender: `via` says how it reached us (`hl7`: `sender` is
+/// MSH-3^MSH-4; `dicom`: the calling AE). `sender_time` is the time its
+/// message or instance said (MSH-7; Instance Creation or Acquisition
+/// Date/Time), `received_at` our clock when it arrived, and `ahead_ms` the
+/// first minus the second. The row is written in the transaction that
+/// records the message or instance. The step stands alone: it creates one
+/// table that refers to none and that nothing else refers to, so it can
+/// move to a later version number unchanged if another step lands first.
+const CLOCK_OBSERVATIONS: &str = r#"
+CREATE TABLE clock_observations (
+    via              TEXT NOT NULL CHECK (via IN ('hl7', 'dicom')),
+    sender           TEXT NOT NULL,
+    received_at      TEXT NOT NULL,
+    sender_time      TEXT NOT NULL,
+    ahead_ms         INTEGER NOT NULL,
+    PRIMARY KEY (via, sender)
+) STRICT, WITHOUT ROWID;
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

@@ -872,6 +872,9 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
         &rec.study_uid,
         &at,
     )?;
+    if let Some(reading) = &rec.clock {
+        super::clock::record(conn, reading)?;
+    }
     Ok(())
 }
 
@@ -949,7 +952,7 @@ fn merge_modalities(existing: &str, modality: Option<&str>) -> String {
     set.into_iter().collect::<Vec<_>>().join("\\")
 }
 
-fn split_modalities(s: &str) -> impl Iterator<Item = &str> {
+pub(super) fn split_modalities(s: &str) -> impl Iterator<Item = &str> {
     s.split('\\').map(str::trim).filter(|m| !m.is_empty())
 }
 

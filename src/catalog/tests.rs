@@ -48,6 +48,7 @@ fn instance(study: &str, series: &str, sop: &str, modality: &str, at: Timestamp)
         report: None,
         attributes: vec![],
         forward_to: vec![],
+        clock: None,
     }
 }
 
@@ -73,6 +74,7 @@ fn fresh_database_is_migrated_and_reopens_unchanged() {
             [
                 "alarms",
                 "audit",
+                "clock_observations",
                 "commit_request_items",
                 "commit_requests",
                 "forward_queue",
@@ -1065,4 +1067,213 @@ fn a_late_instance_makes_a_stable_study_unstable_and_is_judged_anew() {
         .expect("page 2");
     assert_eq!(first.len() + second.len(), 2);
     assert_ne!(first[0].study_uid, second[0].study_uid);
+}
+
+// --- Senders' clocks (catalog/clock.rs) ---------------------------------------
+
+fn reading(sender: &str, received: &str, ahead_secs: i64) -> ClockReading {
+    let received_at = ts(received);
+    ClockReading {
+        via: "dicom",
+        sender: sender.into(),
+        sender_time: received_at + jiff::SignedDuration::from_secs(ahead_secs),
+        received_at,
+        threshold: Duration::from_secs(300),
+    }
+}
+
+fn timed(sop: &str, clock: ClockReading) -> NewInstance {
+    NewInstance {
+        received_at: clock.received_at,
+        clock: Some(clock),
+        ..instance("1.2.9", "1.2.9.1", sop, "CT", ts(T0))
+    }
+}
+
+#[test]
+fn a_clock_ahead_is_recorded_with_its_instance_until_a_later_reading_is_back_in_line() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let five_min = Duration::from_secs(300);
+    let day_before = |t: &str| ts(t) - jiff::SignedDuration::from_hours(24);
+
+    // Two hours ahead: recorded, and ahead.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.1",
+            reading("CT1", "2026-11-22T10:00:00Z", 7200),
+        ))
+        .expect("store");
+    let ahead = store
+        .clocks_ahead(day_before("2026-11-22T10:00:00Z"), five_min)
+        .expect("ahead");
+    assert_eq!(ahead.len(), 1);
+    assert_eq!(
+        (ahead[0].sender.as_str(), ahead[0].ahead_ms),
+        ("CT1", 7_200_000)
+    );
+    assert_eq!(ahead[0].sender_time, ts("2026-11-22T12:00:00Z"));
+    // Older than the window asked for: not reported.
+    assert!(
+        store
+            .clocks_ahead(ts("2026-11-22T10:00:01Z"), five_min)
+            .expect("ahead")
+            .is_empty()
+    );
+    // Under a larger threshold it is not ahead "by more than" it.
+    assert!(
+        store
+            .clocks_ahead(ts(T0), Duration::from_secs(7200))
+            .expect("ahead")
+            .is_empty()
+    );
+
+    // An earlier reading arriving late does not replace the latest.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.2",
+            reading("CT1", "2026-11-22T09:00:00Z", -60),
+        ))
+        .expect("store");
+    assert_eq!(
+        store.clocks_ahead(ts(T0), five_min).expect("ahead").len(),
+        1
+    );
+
+    // A later reading within the threshold replaces it: no longer ahead.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.3",
+            reading("CT1", "2026-11-22T10:30:00Z", 120),
+        ))
+        .expect("store");
+    assert!(
+        store
+            .clocks_ahead(ts(T0), five_min)
+            .expect("ahead")
+            .is_empty()
+    );
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].received_at, rows[0].ahead_ms),
+        (ts("2026-11-22T10:30:00Z"), 120_000)
+    );
+
+    // In line after in line within the hour: nothing to write, the row stays.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.4",
+            reading("CT1", "2026-11-22T10:40:00Z", -5),
+        ))
+        .expect("store");
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(rows[0].received_at, ts("2026-11-22T10:30:00Z"));
+    // After an hour it is refreshed.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.5",
+            reading("CT1", "2026-11-22T11:31:00Z", -5),
+        ))
+        .expect("store");
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(
+        (rows[0].received_at, rows[0].ahead_ms),
+        (ts("2026-11-22T11:31:00Z"), -5000)
+    );
+
+    // Senders are kept apart, and a refused instance records nothing.
+    store
+        .record_instance(&timed(
+            "1.2.9.1.6",
+            reading("MR2", "2026-11-22T11:32:00Z", 900),
+        ))
+        .expect("store");
+    let refused = timed("1.2.9.1.6", reading("US3", "2026-11-22T11:33:00Z", 900));
+    assert!(matches!(
+        store.record_instance(&refused),
+        Err(Error::DuplicateInstance(_))
+    ));
+    let senders: Vec<String> = store
+        .clock_readings()
+        .expect("readings")
+        .into_iter()
+        .map(|r| r.sender)
+        .collect();
+    assert_eq!(senders, ["CT1", "MR2"]);
+}
+
+// --- Rules coverage (catalog/coverage.rs) --------------------------------------
+
+#[test]
+fn coverage_counts_studies_by_modality_source_and_recorded_rule() {
+    let (_dir, path) = temp_db();
+    let mut store = Store::open(&path, true).expect("open");
+    let at = ts(T0);
+    let from = |source: &str, rec: NewInstance| NewInstance {
+        source: source.into(),
+        ..rec
+    };
+    // A CT+SR study, a CT study, an MR study and one without a modality from
+    // "ed"; a CT study from "trust-b"; and an old CT study outside the window.
+    for rec in [
+        from("ed", instance("1.1", "1.1.1", "1.1.1.1", "CT", at)),
+        from("ed", instance("1.1", "1.1.2", "1.1.2.1", "SR", at)),
+        from("ed", instance("1.2", "1.2.1", "1.2.1.1", "CT", at)),
+        from("ed", instance("1.3", "1.3.1", "1.3.1.1", "MR", at)),
+        from(
+            "ed",
+            NewInstance {
+                modality: None,
+                ..instance("1.4", "1.4.1", "1.4.1.1", "", at)
+            },
+        ),
+        from("trust-b", instance("1.5", "1.5.1", "1.5.1.1", "CT", at)),
+        from(
+            "ed",
+            instance("1.6", "1.6.1", "1.6.1.1", "CT", ts("2026-01-01T00:00:00Z")),
+        ),
+    ] {
+        store.record_instance(&rec).expect("store");
+    }
+    let decided = |uid: &str, rule: Option<&str>, no_report_needed: bool| DeadlineUpdate {
+        study_uid: uid.into(),
+        rule: rule.map(str::to_owned),
+        no_report_needed,
+        deadline: (!no_report_needed).then_some(at),
+    };
+    store
+        .set_deadlines(&[
+            decided("1.1", Some("ED CT"), false),
+            decided("1.2", Some("ED CT"), false),
+            decided("1.3", None, false),
+            decided("1.5", Some("imports"), true),
+        ])
+        .expect("deadlines");
+    let got = store
+        .coverage(ts("2026-11-01T00:00:00Z"))
+        .expect("coverage");
+    let got: Vec<_> = got
+        .iter()
+        .map(|r| {
+            (
+                r.modality.as_deref(),
+                r.source.as_str(),
+                r.rule.as_deref(),
+                r.no_report_needed,
+                r.evaluated,
+                r.studies,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (Some("CT"), "ed", Some("ED CT"), false, true, 2),
+            (Some("CT"), "trust-b", Some("imports"), true, true, 1),
+            (Some("MR"), "ed", None, false, true, 1),
+            (Some("SR"), "ed", Some("ED CT"), false, true, 1),
+            (None, "ed", None, false, false, 1),
+        ]
+    );
 }

@@ -43,6 +43,7 @@ fn image(study: &str, sop: &str, accession: &str, patient: &str, at: &str) -> Ne
         report: None,
         attributes: vec![],
         forward_to: vec![],
+        clock: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn message(control_id: &str, at: &str) -> NewHl7Message {
         raw_truncated: false,
         ack_code: "AA".into(),
         ack_reason: "stored".into(),
+        clock: None,
     }
 }
 
@@ -465,4 +467,57 @@ fn grouped_calls_land_together_and_a_failing_one_fails_alone() {
         )
         .expect("count");
     assert_eq!(bad, 0);
+}
+
+#[test]
+fn an_hl7_message_records_its_senders_clock_but_a_duplicate_does_not() {
+    let (_dir, mut store) = open();
+    let reading = |at: &str, ahead: i64| ClockReading {
+        via: "hl7",
+        sender: "RIS^HOSP".into(),
+        sender_time: ts(at) + jiff::SignedDuration::from_secs(ahead),
+        received_at: ts(at),
+        threshold: std::time::Duration::from_secs(300),
+    };
+    let msg = NewHl7Message {
+        clock: Some(reading("2026-11-22T10:00:00Z", 7200)),
+        ..message("C1", "2026-11-22T10:00:00Z")
+    };
+    store
+        .record_hl7(&msg, &Hl7Content::Nothing)
+        .expect("record");
+    let rows = store.clock_readings().expect("readings");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].via.as_str(), rows[0].sender.as_str()),
+        ("hl7", "RIS^HOSP")
+    );
+    assert_eq!(rows[0].ahead_ms, 7_200_000);
+
+    // The same message again (same key): acknowledged, not processed, and its
+    // MSH-7 is not a new reading.
+    let again = NewHl7Message {
+        clock: Some(reading("2026-11-22T11:00:00Z", 0)),
+        ..message("C1", "2026-11-22T11:00:00Z")
+    };
+    assert!(
+        store
+            .record_hl7(&again, &Hl7Content::Nothing)
+            .expect("record")
+            .duplicate
+    );
+    assert_eq!(
+        store.clock_readings().expect("readings")[0].ahead_ms,
+        7_200_000
+    );
+
+    // A new message in line replaces it.
+    let next = NewHl7Message {
+        clock: Some(reading("2026-11-22T11:00:00Z", -3)),
+        ..message("C2", "2026-11-22T11:00:00Z")
+    };
+    store
+        .record_hl7(&next, &Hl7Content::Nothing)
+        .expect("record");
+    assert_eq!(store.clock_readings().expect("readings")[0].ahead_ms, -3000);
 }

@@ -417,6 +417,7 @@ mod tests {
             report: None,
             attributes: vec![],
             forward_to: vec![],
+            clock: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! `alarms`, `ack`, `audit`, `rules explain` and `notify test`.
+//! `alarms`, `ack`, `audit`, `rules explain`, `rules coverage` and
+//! `notify test`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -53,6 +54,19 @@ pub struct AuditArgs {
 pub enum RulesCommand {
     /// Which rule a study falls under, and the deadline it sets.
     Explain { uid: String },
+    /// For every modality and source among the studies received lately,
+    /// which rule takes them and the deadline it sets: a dry run of the
+    /// configured rules against the catalog, to see what a rule leaves out.
+    Coverage(CoverageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CoverageArgs {
+    /// Studies with an instance received in this many days (default 90).
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub days: u32,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,14 +181,150 @@ pub fn audit(config: &Config, args: &AuditArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rules(config: &Config, command: RulesCommand) -> anyhow::Result<ExitCode> {
-    let RulesCommand::Explain { uid } = command;
+    match command {
+        RulesCommand::Explain { uid } => explain(config, &uid),
+        RulesCommand::Coverage(args) => coverage(config, &args),
+    }
+}
+
+/// `rules coverage`: each (modality, source) pair of the window, judged by
+/// `watchdog::rules::coverage` against the configured rules, beside what the
+/// watchdog recorded on those studies.
+fn coverage(config: &Config, args: &CoverageArgs) -> anyhow::Result<ExitCode> {
+    use crate::json::{Coverage, CoverageRule, RecordedRule};
+    let now = Timestamp::now();
+    let since = now
+        .checked_sub(jiff::SignedDuration::from_hours(i64::from(args.days) * 24))
+        .unwrap_or(Timestamp::MIN);
+    let store = open_store(config)?;
+    let rules = &config.watchdog.rules;
+    let mut pairs: Vec<Coverage> = Vec::new();
+    // Rows come sorted by modality and source: one pair per run of rows.
+    for row in store.coverage(since)? {
+        if let Some(pair) = pairs
+            .last_mut()
+            .filter(|p| p.modality == row.modality && p.source == row.source)
+        {
+            pair.studies += row.studies;
+            pair.recorded.push(RecordedRule::from(&row));
+            continue;
+        }
+        let c = crate::watchdog::rules::coverage(rules, row.modality.as_deref(), &row.source);
+        pairs.push(Coverage {
+            modality: row.modality.clone(),
+            source: row.source.clone(),
+            studies: row.studies,
+            only_if: c
+                .only_if
+                .iter()
+                .map(|(rule, conditions)| CoverageRule::new(Some(rule), conditions.clone()))
+                .collect(),
+            applies: CoverageRule::new(c.otherwise, Vec::new()),
+            recorded: vec![RecordedRule::from(&row)],
+        });
+    }
+    if args.json {
+        return print_json(&pairs);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Rules coverage: studies with an instance received since {} (the last {} day(s)),\n\
+         by modality and source, under the {} rule(s) of {}.\n",
+        since.strftime("%Y-%m-%d %H:%M UTC"),
+        args.days,
+        rules.len(),
+        config
+            .source_path
+            .as_ref()
+            .map_or("the configuration".to_owned(), |p| p.display().to_string()),
+    )?;
+    writeln!(
+        out,
+        "How to read it: each pair is judged as the rules judge a study of that one modality \
+         from that\n\
+         source, first match wins. A rule that also asks for a calling AE, patient class, \
+         priority or DICOM\n\
+         attribute takes only the studies that have it: it is listed \"only if ...\", before \
+         the rule that\n\
+         takes the rest (\"otherwise\"). A study of several modalities counts under each \
+         modality, but the\n\
+         watchdog judges it with all of them. \"recorded\" is the rule the watchdog stored on \
+         those studies,\n\
+         with counts: it differs where studies have those other facts or several modalities, \
+         or were\n\
+         judged under an earlier configuration.\n"
+    )?;
+    if pairs.is_empty() {
+        writeln!(out, "No studies in that window.")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<10} {:<20} {:>7}  RULE AND DEADLINE",
+        "MODALITY", "SOURCE", "STUDIES"
+    )?;
+    let indent = " ".repeat(10 + 1 + 20 + 1 + 7 + 2);
+    for pair in &pairs {
+        let mut lines: Vec<String> = pair
+            .only_if
+            .iter()
+            .map(|r| {
+                format!(
+                    "only if {}: rule \"{}\", {}",
+                    r.conditions.join(", "),
+                    r.rule.as_deref().unwrap_or("-"),
+                    r.deadline
+                )
+            })
+            .collect();
+        let applies = match &pair.applies.rule {
+            Some(name) => format!("rule \"{name}\", {}", pair.applies.deadline),
+            None => pair.applies.deadline.clone(),
+        };
+        lines.push(if lines.is_empty() {
+            applies
+        } else {
+            format!("otherwise {applies}")
+        });
+        let recorded: Vec<String> = pair
+            .recorded
+            .iter()
+            .map(|r| {
+                let what = match (&r.rule, r.evaluated) {
+                    (_, false) => "not evaluated yet".to_owned(),
+                    (Some(name), _) => format!("\"{name}\""),
+                    (None, true) => "no rule (28-day ceiling)".to_owned(),
+                };
+                format!("{what} {}", r.studies)
+            })
+            .collect();
+        lines.push(format!("recorded: {}", recorded.join(", ")));
+        for (i, line) in lines.iter().enumerate() {
+            if i == 0 {
+                writeln!(
+                    out,
+                    "{:<10} {:<20} {:>7}  {line}",
+                    pair.modality.as_deref().unwrap_or("-"),
+                    pair.source,
+                    pair.studies
+                )?;
+            } else {
+                writeln!(out, "{indent}{line}")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(config: &Config, uid: &str) -> anyhow::Result<ExitCode> {
     let clock = crate::app::watchdog_clock(config)?;
     let store = open_store(config)?;
-    let Some(detail) = store.study(&uid)? else {
+    let Some(detail) = store.study(uid)? else {
         eprintln!("studywatch: no study {uid} in the catalog");
         return Ok(ExitCode::from(EXIT_PROBLEM));
     };
-    let facts = store.rule_facts(&uid)?;
+    let facts = store.rule_facts(uid)?;
     let facts = crate::watchdog::tick::facts(&facts, &clock);
     println!("study        {uid}");
     println!("modalities   {}", facts.modalities.join(","));

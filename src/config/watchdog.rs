@@ -15,6 +15,7 @@ mod defaults {
     pub const CALENDAR: &str = "conf/calendars/england-and-wales.toml";
     pub const UNMATCHED_AFTER: &str = "24h";
     pub const FEED_SILENT_AFTER: &str = "0s";
+    pub const CLOCK_SKEW_AFTER: &str = "5m";
     pub const CRITICAL: &str = "1h";
     pub const URGENT: &str = "24h";
     pub const SIGNIFICANT_UNEXPECTED: &str = "7d";
@@ -32,6 +33,10 @@ pub struct Watchdog {
     /// No HL7 message for this much working time raises `feed_silent`;
     /// `None` (`"0s"`) turns the check off.
     pub feed_silent_after: Option<Duration>,
+    /// A sender whose clock (HL7 MSH-7, DICOM Instance Creation or
+    /// Acquisition time) runs ahead of ours by more than this raises
+    /// `clock_skew`; `None` (`"0s"`) turns the check off.
+    pub clock_skew_after: Option<Duration>,
     /// Channels told of alarms no rule raises (unmatched reports, feed
     /// silent, integrity, storage low).
     pub alarm_notify: Vec<String>,
@@ -103,6 +108,8 @@ pub(super) struct FileWatchdog {
     unmatched_report_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     feed_silent_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_skew_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     alarm_notify: Option<Vec<String>>,
     #[serde(default)]
@@ -205,6 +212,22 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
         false,
         problems,
     );
+    let clock_skew = duration(
+        "watchdog.clock_skew_after",
+        file.clock_skew_after.as_deref(),
+        defaults::CLOCK_SKEW_AFTER,
+        false,
+        problems,
+    );
+    // DICOM and HL7 times are read to the second, and clocks kept by NTP
+    // differ by milliseconds: a threshold under a second would alarm on
+    // rounding alone.
+    if !clock_skew.is_zero() && clock_skew < Duration::from_secs(1) {
+        problems.push(
+            "watchdog.clock_skew_after",
+            "must be at least 1s (senders' times are read to the second), or \"0s\" to turn the check off",
+        );
+    }
     let f = &file.failsafe;
     let mut window = |key: &str, v: &Option<String>, d: &str| {
         duration(
@@ -247,6 +270,7 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
         working_hours,
         unmatched_report_after,
         feed_silent_after: (!feed_silent.is_zero()).then_some(feed_silent),
+        clock_skew_after: (!clock_skew.is_zero()).then_some(clock_skew),
         alarm_notify: file.alarm_notify.clone().unwrap_or_default(),
         failsafe,
         rules,
@@ -405,6 +429,9 @@ pub(super) fn to_file(w: &Watchdog) -> FileWatchdog {
         feed_silent_after: Some(format_duration(
             w.feed_silent_after.unwrap_or(Duration::ZERO),
         )),
+        clock_skew_after: Some(format_duration(
+            w.clock_skew_after.unwrap_or(Duration::ZERO),
+        )),
         alarm_notify: Some(w.alarm_notify.clone()),
         failsafe: FileFailsafe {
             critical: Some(format_duration(w.failsafe.critical)),
@@ -463,5 +490,50 @@ fn rule_to_file(r: &Rule) -> FileRule {
             .collect(),
         repeat_every: r.repeat_every.map(format_duration),
         no_report_needed: Some(r.no_report_needed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::Config;
+
+    fn load(watchdog: &str) -> Result<Config, Vec<(String, String)>> {
+        Config::from_toml_str(&format!(
+            "version = 1\n[watchdog]\ncalendar = \"\"\n{watchdog}"
+        ))
+        .map_err(|e| e.problems.into_iter().map(|p| (p.key, p.message)).collect())
+    }
+
+    #[test]
+    fn clock_skew_after_defaults_to_five_minutes_and_zero_turns_it_off() {
+        let c = load("").unwrap();
+        assert_eq!(c.watchdog.clock_skew_after, Some(Duration::from_secs(300)));
+        assert!(c.effective_toml().contains("clock_skew_after = \"5m\""));
+        let off = load("clock_skew_after = \"0s\"").unwrap();
+        assert_eq!(off.watchdog.clock_skew_after, None);
+        // Off reads back as off.
+        let again = Config::from_toml_str(&off.effective_toml()).unwrap();
+        assert_eq!(again.watchdog.clock_skew_after, None);
+        let ten = load("clock_skew_after = \"10s\"").unwrap();
+        assert_eq!(ten.watchdog.clock_skew_after, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn clock_skew_after_refuses_bad_and_sub_second_values() {
+        for (value, says) in [
+            ("\"500ms\"", "at least 1s"),
+            ("\"soon\"", "not a duration"),
+            ("5", "invalid type"),
+        ] {
+            let problems = load(&format!("clock_skew_after = {value}")).unwrap_err();
+            assert!(
+                problems.iter().any(
+                    |(key, message)| key.contains("clock_skew_after") && message.contains(says)
+                ),
+                "{value}: {problems:?}"
+            );
+        }
     }
 }

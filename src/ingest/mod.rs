@@ -13,6 +13,7 @@
 //! answers success for a file that is not fsynced (when fsync is on),
 //! renamed into place, its directory fsynced and its row committed.
 
+pub mod clock;
 pub mod parse;
 pub mod sr;
 pub mod verify;
@@ -102,6 +103,9 @@ pub struct Ingest {
     /// Which forward destinations take which instances: decided here, so
     /// that the queue rows go into the instance's own transaction.
     forward: crate::config::Forward,
+    /// `[watchdog] clock_skew_after`: with it, each instance's creation time
+    /// is recorded as a reading of its sender's clock ([`clock`]).
+    clock_skew_after: Option<std::time::Duration>,
     in_flight: InFlight,
 }
 
@@ -156,6 +160,7 @@ impl Ingest {
         reports: sr::Policy,
         rule_attributes: Vec<(dicom_core::Tag, String)>,
         forward: crate::config::Forward,
+        clock_skew_after: Option<std::time::Duration>,
     ) -> Arc<Ingest> {
         Arc::new(Ingest {
             storage,
@@ -164,6 +169,7 @@ impl Ingest {
             reports,
             rule_attributes,
             forward,
+            clock_skew_after,
             in_flight: InFlight::default(),
         })
     }
@@ -480,6 +486,16 @@ impl Ingest {
         let forward_to =
             self.forward
                 .destinations_for(&req.source, modality.as_deref(), &req.calling_ae);
+        // Read from values the walk already collected: no cost but a parse.
+        let clock = self.clock_skew_after.and_then(|threshold| {
+            Some(catalog::ClockReading {
+                via: "dicom",
+                sender: req.calling_ae.clone(),
+                sender_time: clock::made_at(&summary, &self.reports.timezone)?,
+                received_at,
+                threshold,
+            })
+        });
         let record = NewInstance {
             study_uid: id.study.to_string(),
             series_uid: id.series.to_string(),
@@ -513,6 +529,7 @@ impl Ingest {
                 .filter(|(_, v)| !v.is_empty())
                 .collect(),
             forward_to,
+            clock,
         };
         match rt.block_on(self.catalog.record_instance(record)) {
             Ok(()) => {

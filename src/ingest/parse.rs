@@ -30,15 +30,21 @@ const SEQUENCE_DELIMITER: (u16, u16) = (0xFFFE, 0xE0DD);
 /// The tags whose values are collected, at the top level only.
 pub const COLLECTED: &[Tag] = &[
     Tag(0x0008, 0x0005), // Specific Character Set
+    Tag(0x0008, 0x0012), // Instance Creation Date (the sender's clock)
+    Tag(0x0008, 0x0013), // Instance Creation Time
     Tag(0x0008, 0x0016), // SOP Class UID
     Tag(0x0008, 0x0018), // SOP Instance UID
     Tag(0x0008, 0x0020), // Study Date
+    Tag(0x0008, 0x0022), // Acquisition Date
+    Tag(0x0008, 0x002A), // Acquisition DateTime
     Tag(0x0008, 0x0030), // Study Time
+    Tag(0x0008, 0x0032), // Acquisition Time
     Tag(0x0008, 0x0050), // Accession Number
     Tag(0x0008, 0x0060), // Modality
     Tag(0x0008, 0x0080), // Institution Name
     Tag(0x0008, 0x0090), // Referring Physician's Name
     Tag(0x0008, 0x1030), // Study Description
+    Tag(0x0008, 0x0201), // Timezone Offset From UTC
     Tag(0x0008, 0x103E), // Series Description
     Tag(0x0010, 0x0020), // Patient ID
     Tag(0x0020, 0x000D), // Study Instance UID

@@ -252,7 +252,7 @@ fn offset_zone(obj: &InMemDicomObject) -> Option<jiff::tz::TimeZone> {
     ))
 }
 
-fn parse_offset(raw: &str) -> Option<i32> {
+pub(super) fn parse_offset(raw: &str) -> Option<i32> {
     let (sign, digits) = match raw.as_bytes().first()? {
         b'+' => (1, &raw[1..]),
         b'-' => (-1, &raw[1..]),

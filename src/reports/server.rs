@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::catalog::{Catalog, Hl7Content, Hl7Recorded, NewHl7Message};
+use crate::catalog::{Catalog, ClockReading, Hl7Content, Hl7Recorded, NewHl7Message};
 use crate::config::{self, Config};
 use crate::hl7::{self, AckCode, AlertRules, Event, Framer, Header};
 use crate::metrics::Metrics;
@@ -27,6 +27,9 @@ pub struct Intake {
     catalog: Catalog,
     metrics: Arc<Metrics>,
     connections: Arc<Semaphore>,
+    /// `[watchdog] clock_skew_after`: with it, MSH-7 is recorded as a
+    /// reading of the sender's clock.
+    clock_skew_after: Option<std::time::Duration>,
     /// Source of our own ACK control IDs (MSH-10): microseconds at start,
     /// counting up, so they stay unique across restarts.
     next_control_id: AtomicU64,
@@ -53,6 +56,7 @@ impl Intake {
             catalog,
             metrics,
             connections: Arc::new(Semaphore::new(config.reports.hl7.max_connections)),
+            clock_skew_after: config.watchdog.clock_skew_after,
             next_control_id: AtomicU64::new(start),
         })
     }
@@ -66,6 +70,10 @@ impl Intake {
             Ok(p) => Some(p.header.clone()),
             Err(r) => r.header.clone(),
         };
+        let sender_allowed = header.as_ref().is_none_or(|h| {
+            self.hl7
+                .sender_allowed(&h.sending_application, &h.sending_facility)
+        });
         let (code, reason, content) = if let Some(len) = oversized {
             (
                 AckCode::AR,
@@ -75,11 +83,7 @@ impl Intake {
                 ),
                 Hl7Content::Nothing,
             )
-        } else if let Some(h) = header.as_ref().filter(|h| {
-            !self
-                .hl7
-                .sender_allowed(&h.sending_application, &h.sending_facility)
-        }) {
+        } else if let Some(h) = header.as_ref().filter(|_| !sender_allowed) {
             (
                 AckCode::AR,
                 format!(
@@ -106,6 +110,25 @@ impl Intake {
         };
 
         let h = header.as_ref();
+        // MSH-7 against our clock, for the watchdog's clock-skew check: only
+        // from senders we take messages from (one refused for its sender or
+        // its size says nothing we act on).
+        let clock = match (self.clock_skew_after, h) {
+            (Some(threshold), Some(h)) if oversized.is_none() && sender_allowed => {
+                h.sent_at.map(|sender_time| ClockReading {
+                    via: "hl7",
+                    sender: format!(
+                        "{}^{}",
+                        first(&h.sending_application),
+                        first(&h.sending_facility)
+                    ),
+                    sender_time,
+                    received_at,
+                    threshold,
+                })
+            }
+            _ => None,
+        };
         let field = |f: fn(&Header) -> &str| h.map(f).unwrap_or("").to_owned();
         let msg = NewHl7Message {
             received_at,
@@ -127,6 +150,7 @@ impl Intake {
             raw_truncated: oversized.is_some(),
             ack_code: code.as_str().to_owned(),
             ack_reason: reason,
+            clock,
         };
         let control_id = msg.control_id.clone();
         let message_type = msg.message_type.clone();

@@ -33,6 +33,12 @@ use serde::Deserialize;
 /// of holidays longer than any real one).
 pub const MAX_IDLE_DAYS: i32 = 400;
 
+/// How far ahead the bank-holiday calendar must have data: the watchdog
+/// raises `calendar_expiring` when any day of the next 90 is not covered, so
+/// that a year is added a whole quarter before deadlines would start to count
+/// its bank holidays as working days.
+pub const CALENDAR_HORIZON_DAYS: i32 = 90;
+
 /// The most days any one scan of a [`Clock`] looks at (about 109 years), so that
 /// even an absurd duration ends in bounded time.
 const MAX_SCAN_DAYS: i32 = 40_000;
@@ -602,6 +608,28 @@ impl Clock {
              days; add {years} to the calendar file",
             self.calendar.name()
         ))
+    }
+
+    /// The first local date (in the site zone) from the day of `now` through
+    /// `days` days later for which the bank-holiday calendar has no data, or
+    /// `None` when it covers them all. The calendar covers whole years, so the
+    /// answer is either today or the 1st of January of a later year. The
+    /// watchdog raises `calendar_expiring` while this is `Some` for
+    /// [`CALENDAR_HORIZON_DAYS`].
+    pub fn first_uncovered_date(&self, now: Timestamp, days: i32) -> Option<Date> {
+        let today = self.tz.to_datetime(now).date();
+        let last = today
+            .checked_add(jiff::Span::new().days(days.max(0)))
+            .unwrap_or(today);
+        (today.year()..=last.year())
+            .find(|year| !self.calendar.covers(*year))
+            .map(|year| {
+                if year == today.year() {
+                    today
+                } else {
+                    Date::new(year, 1, 1).unwrap_or(today)
+                }
+            })
     }
 
     /// The real instant of local wall-clock `minute` (0..=1440) on `date`, gaps and
@@ -1472,6 +1500,36 @@ mod tests {
         };
         let warning = c.data_warning(at("2026-06-01T12:00")).unwrap();
         assert!(warning.contains("covers no year"), "{warning}");
+    }
+
+    #[test]
+    fn first_uncovered_date_looks_90_days_ahead() {
+        // England and Wales covers 2024 to 2027.
+        let c = office();
+        let ahead = CALENDAR_HORIZON_DAYS;
+        assert_eq!(c.first_uncovered_date(at("2026-06-01T12:00"), ahead), None);
+        // 2 October 2027 + 90 days is still 2027; 3 October reaches 2028.
+        assert_eq!(c.first_uncovered_date(at("2027-10-02T12:00"), ahead), None);
+        assert_eq!(
+            c.first_uncovered_date(at("2027-10-03T12:00"), ahead),
+            Some(date(2028, 1, 1))
+        );
+        // Local dates: 23:30 UTC on 2 October 2027 is already 3 October in London.
+        let late: Timestamp = "2027-10-02T23:30:00Z".parse().unwrap();
+        assert_eq!(c.first_uncovered_date(late, ahead), Some(date(2028, 1, 1)));
+        // Inside an uncovered year the gap starts today.
+        assert_eq!(
+            c.first_uncovered_date(at("2023-12-01T09:00"), ahead),
+            Some(date(2023, 12, 1))
+        );
+        let empty = Clock {
+            calendar: Calendar::empty(),
+            ..office()
+        };
+        assert_eq!(
+            empty.first_uncovered_date(at("2026-06-01T12:00"), ahead),
+            Some(date(2026, 6, 1))
+        );
     }
 
     fn any_start() -> impl Strategy<Value = Timestamp> {

@@ -187,6 +187,123 @@ pub fn decide(rules: &[Rule], facts: &StudyFacts, clock: &Clock) -> Decision {
     }
 }
 
+/// How the rules stand for studies known by one modality and source, as
+/// `rules coverage` shows them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Coverage<'r> {
+    /// Rules, in order, that come before [`Coverage::otherwise`] and take
+    /// such a study only when its other facts match too, each with those
+    /// conditions in words (calling AE, patient class, priority, DICOM
+    /// attributes).
+    pub only_if: Vec<(&'r Rule, Vec<String>)>,
+    /// The rule that takes every other such study: what [`select`] chooses
+    /// for a study with only this modality and source. `None`: no rule
+    /// matches, and the [`CEILING`] applies.
+    pub otherwise: Option<&'r Rule>,
+}
+
+/// The rules that can take a study of this one `modality` (none: a study
+/// without one) from `source`, judged by [`Match::matches`] itself: a rule
+/// whose modality and source conditions hold and that asks for nothing
+/// more takes every such study; one that asks for more takes only those
+/// whose other facts match, and is listed with what it asks.
+pub fn coverage<'r>(rules: &'r [Rule], modality: Option<&str>, source: &str) -> Coverage<'r> {
+    let facts = StudyFacts {
+        modalities: modality.map(str::to_owned).into_iter().collect(),
+        source: source.to_owned(),
+        ..StudyFacts::default()
+    };
+    let otherwise = select(rules, &facts);
+    let mut only_if = Vec::new();
+    for rule in rules {
+        if otherwise.is_some_and(|o| std::ptr::eq(o, rule)) {
+            break;
+        }
+        let m = &rule.matcher;
+        let by_modality_and_source = Match {
+            modality: m.modality.clone(),
+            modality_only: m.modality_only.clone(),
+            source: m.source.clone(),
+            ..Match::default()
+        };
+        if by_modality_and_source.matches(&facts) {
+            only_if.push((rule, m.other_conditions()));
+        }
+    }
+    Coverage { only_if, otherwise }
+}
+
+impl Match {
+    /// The conditions other than modality and source, in words
+    /// (`patient class I or E`), in a fixed order.
+    pub fn other_conditions(&self) -> Vec<String> {
+        let list = |name: &str, values: &[String]| {
+            (!values.is_empty()).then(|| format!("{name} {}", values.join(" or ")))
+        };
+        let mut out: Vec<String> = [
+            list("calling AE", &self.calling_ae),
+            list("patient class", &self.patient_class),
+            list("priority", &self.priority),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.extend(
+            self.attributes
+                .iter()
+                .filter_map(|(keyword, values)| list(keyword, values)),
+        );
+        out
+    }
+}
+
+/// A rule's `report_within` as a person would write it: whole days of two
+/// or more as `Nd` (under working hours only for working days, as the config
+/// reads them), other whole hours as `Nh` (`24h`), anything else in its
+/// largest exact unit (`90m`); `None` for a rule that needs no report.
+pub fn within_text(rule: &Rule) -> Option<String> {
+    Some(match rule.report_within? {
+        Within::WorkingDays(n) => format!("{n}d"),
+        Within::Time(d) => {
+            let secs = d.as_secs();
+            let whole_days = rule.hours == Hours::Calendar && secs >= 2 * 86_400;
+            if d.subsec_nanos() == 0 && secs % 86_400 == 0 && whole_days {
+                format!("{}d", secs / 86_400)
+            } else if d.subsec_nanos() == 0 && secs % 3600 == 0 {
+                format!("{}h", secs / 3600)
+            } else {
+                crate::config::format_duration(d)
+            }
+        }
+    })
+}
+
+/// A rule's deadline in words: `report within 24h (calendar time)`,
+/// `report within 2d (working days), from the study time`, `no report
+/// needed`; `None`: no rule matches, the 28-day ceiling.
+pub fn describe_deadline(rule: Option<&Rule>) -> String {
+    let Some(rule) = rule else {
+        return "no rule matches: 28-day ceiling".to_owned();
+    };
+    if rule.no_report_needed {
+        return "no report needed".to_owned();
+    }
+    let kind = match (rule.report_within, rule.hours) {
+        (Some(Within::WorkingDays(_)), _) => "working days",
+        (_, Hours::Working) => "working hours",
+        (_, Hours::Calendar) => "calendar time",
+    };
+    let within = within_text(rule).unwrap_or_else(|| "28d".to_owned());
+    let mut text = format!("report within {within} ({kind})");
+    if rule.clock == ClockStart::StudyTime {
+        text.push_str(", from the study time");
+    }
+    if matches!(rule.report_within, Some(Within::Time(d)) if d > CEILING) {
+        text.push_str("; the 28-day ceiling comes first");
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,5 +478,122 @@ mod tests {
             decide(&by_study, &f, &c).deadline,
             Some(ts("2026-11-20T22:00:00Z"))
         );
+    }
+
+    #[test]
+    fn coverage_lists_conditional_rules_before_the_one_that_takes_the_rest() {
+        let mut inpatient = rule(
+            "inpatient MR",
+            Match {
+                modality: vec!["MR".into()],
+                patient_class: vec!["I".into(), "E".into()],
+                ..Match::default()
+            },
+            Within::Time(Duration::from_secs(4 * 3600)),
+            Hours::Calendar,
+        );
+        inpatient.clock = ClockStart::StudyTime;
+        let rules = vec![
+            inpatient,
+            rule(
+                "chest",
+                Match {
+                    attributes: BTreeMap::from([("BodyPartExamined".into(), vec!["CHEST".into()])]),
+                    calling_ae: vec!["CT1".into()],
+                    ..Match::default()
+                },
+                Within::Time(Duration::from_secs(3600)),
+                Hours::Calendar,
+            ),
+            rule(
+                "main site",
+                Match {
+                    source: vec!["main".into()],
+                    modality: vec!["CT".into(), "MR".into()],
+                    ..Match::default()
+                },
+                Within::WorkingDays(2),
+                Hours::Working,
+            ),
+            rule(
+                "never reached for main",
+                Match::default(),
+                Within::Time(Duration::from_secs(60 * 86_400)),
+                Hours::Calendar,
+            ),
+        ];
+        let names = |c: &Coverage<'_>| {
+            (
+                c.only_if
+                    .iter()
+                    .map(|(r, why)| format!("{}: {}", r.name, why.join(", ")))
+                    .collect::<Vec<_>>(),
+                c.otherwise.map(|r| r.name.clone()),
+            )
+        };
+        let mr = coverage(&rules, Some("mr"), "MAIN");
+        assert_eq!(
+            names(&mr),
+            (
+                vec![
+                    "inpatient MR: patient class I or E".to_owned(),
+                    "chest: calling AE CT1, BodyPartExamined CHEST".to_owned()
+                ],
+                Some("main site".to_owned())
+            )
+        );
+        // What `select` and `decide` do for such a study, exactly.
+        let bare = facts(&["MR"], "main");
+        assert_eq!(
+            select(
+                &rules,
+                &StudyFacts {
+                    calling_ae: String::new(),
+                    ..bare
+                }
+            )
+            .map(|r| &r.name),
+            mr.otherwise.map(|r| &r.name)
+        );
+        let us = coverage(&rules, Some("US"), "main");
+        assert_eq!(
+            names(&us),
+            (
+                vec!["chest: calling AE CT1, BodyPartExamined CHEST".to_owned()],
+                Some("never reached for main".to_owned())
+            )
+        );
+        let none = coverage(&rules[..3], None, "elsewhere");
+        assert_eq!(names(&none).1, None);
+
+        assert_eq!(
+            describe_deadline(Some(&rules[0])),
+            "report within 4h (calendar time), from the study time"
+        );
+        assert_eq!(
+            describe_deadline(Some(&rules[2])),
+            "report within 2d (working days)"
+        );
+        assert_eq!(
+            describe_deadline(Some(&rules[3])),
+            "report within 60d (calendar time); the 28-day ceiling comes first"
+        );
+        assert_eq!(describe_deadline(None), "no rule matches: 28-day ceiling");
+        let within = |secs: u64, hours: Hours| {
+            within_text(&rule(
+                "r",
+                Match::default(),
+                Within::Time(Duration::from_secs(secs)),
+                hours,
+            ))
+        };
+        assert_eq!(within(86_400, Hours::Calendar).as_deref(), Some("24h"));
+        assert_eq!(within(2 * 86_400, Hours::Calendar).as_deref(), Some("2d"));
+        // Under working hours "2d" would read back as two working days.
+        assert_eq!(within(2 * 86_400, Hours::Working).as_deref(), Some("48h"));
+        assert_eq!(within(5400, Hours::Working).as_deref(), Some("90m"));
+        let mut dose = rules[1].clone();
+        dose.no_report_needed = true;
+        assert_eq!(describe_deadline(Some(&dose)), "no report needed");
     }
 }

@@ -4,8 +4,10 @@
 //! study marked stale; raise `overdue_report` for unreported studies past
 //! their deadline, `failsafe_unacknowledged` for alert reports past their
 //! acknowledgement window, `unmatched_report` for reports that link to
-//! nothing past the threshold, and `feed_silent` when the HL7 feed has been
-//! quiet for too much working time; then advance every alarm that has
+//! nothing past the threshold, `feed_silent` when the HL7 feed has been
+//! quiet for too much working time, and the alarms of the system itself
+//! (`integrity`, `storage_low`, `incomplete_transfer`, `forward_stalled`,
+//! `calendar_expiring`, `clock_skew`); then advance every alarm that has
 //! something due (a step, a repeat, the end of an acknowledgement, a cause
 //! that cleared), queueing its notifications in the outbox.
 
@@ -17,7 +19,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use super::Backend;
-use super::calendar::Clock;
+use super::calendar::{CALENDAR_HORIZON_DAYS, Clock};
 use super::engine::{self, Action, Plan};
 use super::rules::{self, Rule, Step, StudyFacts};
 use crate::catalog::{
@@ -32,6 +34,9 @@ use crate::notify::{
 const BATCH: usize = 2000;
 /// How often an unmatched report, and a silent feed, are repeated.
 const SYSTEM_REPEAT: Duration = Duration::from_secs(24 * 3600);
+/// How recent a sender's clock reading must be to keep `clock_skew` raised:
+/// a sender that has sent nothing for a day is no longer evidence.
+pub const CLOCK_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 /// Everything an evaluation needs from the configuration.
 #[derive(Clone, Debug)]
@@ -57,6 +62,13 @@ pub struct Settings {
     /// With forward destinations configured: how long an instance may wait
     /// for one before `forward_stalled` is raised for it.
     pub forward_alarm_after: Option<Duration>,
+    /// The bank-holiday calendar file the clock was loaded from; `None`
+    /// (`calendar = ""`) when the site chose to have none, and then
+    /// `calendar_expiring` is never raised.
+    pub calendar_file: Option<std::path::PathBuf>,
+    /// A sender whose latest clock reading of the last [`CLOCK_WINDOW`] is
+    /// ahead of ours by more than this raises `clock_skew`; `None`: off.
+    pub clock_skew_after: Option<Duration>,
 }
 
 /// How much space the storage file system has free.
@@ -93,6 +105,8 @@ impl Settings {
             digest_at: config.notify.digest_at,
             forward_alarm_after: (!config.forward.destinations.is_empty())
                 .then_some(config.forward.alarm_after),
+            calendar_file: config.watchdog.calendar.clone(),
+            clock_skew_after: config.watchdog.clock_skew_after,
         }
     }
 
@@ -367,6 +381,8 @@ pub fn evaluate(
         },
         None => false,
     };
+    let calendar_expiring = calendar_expiring(store, s, now)?;
+    let skewed = clock_skew(store, s, now)?;
     for (study, detail) in store.incomplete_unalarmed(BATCH)? {
         raise(
             store,
@@ -402,6 +418,8 @@ pub fn evaluate(
         let remains = match alarm.kind.as_str() {
             "feed_silent" => feed_silent,
             "storage_low" => storage_low,
+            "calendar_expiring" => calendar_expiring,
+            "clock_skew" => skewed.contains(&alarm.subject),
             "forward_stalled" => stalled.contains(&alarm.subject),
             _ => store.alarm_cause_remains(&alarm, now)?,
         };
@@ -528,7 +546,9 @@ pub fn evaluate(
     let soon = add(now, Duration::from_secs(60));
     let periodic = (s.storage_free.is_some()
         || s.feed_silent_after.is_some()
-        || s.forward_alarm_after.is_some())
+        || s.forward_alarm_after.is_some()
+        || s.calendar_file.is_some()
+        || s.clock_skew_after.is_some())
     .then_some(soon);
     Ok([next, Some(next_digest), periodic, report_due, forward_due]
         .into_iter()
@@ -653,6 +673,108 @@ fn forward_stalled(
     Ok((stalled, due))
 }
 
+/// Raises `calendar_expiring` while the bank-holiday calendar has no data for
+/// some day of the next [`CALENDAR_HORIZON_DAYS`] days, and marks a live one
+/// for its cause check when the calendar covers them again (the calendar is
+/// read at start, so a restart with a completed file resolves it). Returns
+/// whether the cause holds now.
+fn calendar_expiring(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<bool, crate::catalog::Error> {
+    const SUBJECT: &str = "calendar";
+    let gap = s.calendar_file.as_ref().and_then(|file| {
+        Some((
+            file,
+            s.clock.first_uncovered_date(now, CALENDAR_HORIZON_DAYS)?,
+        ))
+    });
+    let Some((file, first)) = gap else {
+        store.recheck_cleared("calendar_expiring", &[])?;
+        return Ok(false);
+    };
+    let calendar = &s.clock.calendar;
+    let covered = match (calendar.first_year(), calendar.last_year()) {
+        (Some(a), Some(b)) => format!("it covers {a} to {b}"),
+        _ => "it covers no year".to_owned(),
+    };
+    raise(
+        store,
+        s,
+        system_alarm(
+            "calendar_expiring",
+            SUBJECT.into(),
+            None,
+            now,
+            format!(
+                "bank-holiday calendar \"{}\" ({}) has no data from {first} ({covered}), \
+                 which is within the next {CALENDAR_HORIZON_DAYS} days: working-hours deadlines \
+                 from then on would count bank holidays as working days; add {} to the file \
+                 and restart the server",
+                calendar.name(),
+                file.display(),
+                first.year()
+            ),
+        ),
+        now,
+    )?;
+    store.recheck_cleared("calendar_expiring", &[SUBJECT.to_owned()])?;
+    Ok(true)
+}
+
+/// Raises `clock_skew` (subject `clock:SENDER`) for each sender whose latest
+/// clock reading of the last [`CLOCK_WINDOW`] is ahead of ours by more than
+/// `clock_skew_after`, and marks for their cause check the live ones whose
+/// sender is back in line (a later reading within the threshold) or silent.
+/// Returns the subjects whose cause holds now.
+fn clock_skew(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<Vec<String>, crate::catalog::Error> {
+    let Some(limit) = s.clock_skew_after else {
+        store.recheck_cleared("clock_skew", &[])?;
+        return Ok(Vec::new());
+    };
+    let mut holding: Vec<String> = Vec::new();
+    for row in store.clocks_ahead(sub(now, CLOCK_WINDOW), limit)? {
+        let subject = format!("clock:{}", row.sender);
+        if holding.contains(&subject) {
+            continue;
+        }
+        let (who, what) = match row.via.as_str() {
+            "hl7" => ("HL7 sender", "its message time (MSH-7)"),
+            _ => ("DICOM calling AE", "its instance's creation time"),
+        };
+        let ahead = Duration::from_millis(row.ahead_ms.unsigned_abs());
+        raise(
+            store,
+            s,
+            system_alarm(
+                "clock_skew",
+                subject.clone(),
+                None,
+                row.received_at,
+                format!(
+                    "the clock of {who} {} is {} ahead of ours: {what} was {} when we \
+                     received it at {} (more than clock_skew_after, {}); its times, and \
+                     deadlines counted from study times it sets, are wrong by as much",
+                    row.sender,
+                    human(ahead),
+                    row.sender_time,
+                    row.received_at,
+                    crate::config::format_duration(limit)
+                ),
+            ),
+            now,
+        )?;
+        holding.push(subject);
+    }
+    store.recheck_cleared("clock_skew", &holding)?;
+    Ok(holding)
+}
+
 /// Queues the daily digest when its time has come and it has not been sent
 /// today; returns when the next one is due.
 fn digest(
@@ -768,6 +890,12 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
                 .to_owned()
         }
         "incomplete_transfer" => "the study is complete now".to_owned(),
+        "clock_skew" => "a later message or instance from the sender is within \
+             clock_skew_after, or none ahead of it has come for 24 h"
+            .to_owned(),
+        "calendar_expiring" => {
+            format!("the bank-holiday calendar covers the next {CALENDAR_HORIZON_DAYS} days again")
+        }
         _ => "the cause cleared".to_owned(),
     })
 }
@@ -855,6 +983,8 @@ fn kind_title(kind: &str) -> &'static str {
         "storage_low" => "Storage running low",
         "forward_stalled" => "Instances not reaching a forward destination",
         "incomplete_transfer" => "Study incomplete: the sender holds more than arrived",
+        "calendar_expiring" => "Bank-holiday calendar runs out within 90 days",
+        "clock_skew" => "A sender's clock runs ahead of ours",
         _ => "Alarm",
     }
 }
@@ -893,4 +1023,209 @@ fn sub(t: Timestamp, d: Duration) -> Timestamp {
         .ok()
         .and_then(|d| t.checked_sub(d).ok())
         .unwrap_or(Timestamp::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{AlarmFilter, ClockReading, Hl7Content, NewHl7Message};
+    use crate::watchdog::calendar::{Calendar, WorkingHours};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn hours(n: i64) -> jiff::SignedDuration {
+        jiff::SignedDuration::from_hours(n)
+    }
+
+    /// The defaults of an empty config, in London, with this calendar.
+    fn settings(calendar: Calendar) -> Settings {
+        let config = Config::from_toml_str("version = 1").expect("config");
+        let clock = Clock {
+            tz: jiff::tz::TimeZone::get("Europe/London").expect("tz"),
+            hours: WorkingHours::default(),
+            calendar,
+        };
+        Settings::from_config(&config, clock, ts("2026-11-01T00:00:00Z"))
+    }
+
+    fn calendar(first: i16, last: i16) -> Calendar {
+        Calendar::parse(&format!(
+            "name = \"Test\"\nsource = \"test\"\nfirst_year = {first}\nlast_year = {last}\n[holidays]\n"
+        ))
+        .expect("calendar")
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("catalog.sqlite3"), false).expect("open");
+        (dir, store)
+    }
+
+    fn alarms(store: &Store, kind: &str) -> Vec<AlarmRow> {
+        store
+            .alarms(&AlarmFilter::default())
+            .expect("alarms")
+            .into_iter()
+            .filter(|a| a.kind == kind)
+            .collect()
+    }
+
+    fn evaluate_at(store: &mut Store, s: &Settings, now: Timestamp) {
+        store
+            .atomically(|st| evaluate(st, s, now))
+            .expect("evaluate");
+    }
+
+    /// An HL7 message from RIS^HOSP received at `at`, its MSH-7 `ahead`.
+    fn message(store: &mut Store, id: &str, at: Timestamp, ahead: jiff::SignedDuration) {
+        let msg = NewHl7Message {
+            received_at: at,
+            peer: "127.0.0.1:5000".into(),
+            sending_application: "RIS".into(),
+            sending_facility: "HOSP".into(),
+            control_id: id.into(),
+            message_type: "ADT^A01".into(),
+            version: "2.4".into(),
+            raw: b"MSH|^~\\&|RIS|HOSP".to_vec(),
+            raw_truncated: false,
+            ack_code: "AA".into(),
+            ack_reason: "stored".into(),
+            clock: Some(ClockReading {
+                via: "hl7",
+                sender: "RIS^HOSP".into(),
+                sender_time: at + ahead,
+                received_at: at,
+                threshold: Duration::from_secs(300),
+            }),
+        };
+        store
+            .record_hl7(&msg, &Hl7Content::Nothing)
+            .expect("record");
+    }
+
+    #[test]
+    fn clock_skew_holds_while_the_latest_reading_of_the_last_day_is_ahead() {
+        let (_dir, mut store) = open();
+        let mut s = settings(Calendar::empty());
+        s.calendar_file = None;
+        let at = ts("2026-11-23T10:00:00Z");
+
+        message(&mut store, "1", at, hours(2));
+        evaluate_at(&mut store, &s, at);
+        let raised = alarms(&store, "clock_skew");
+        assert_eq!(raised.len(), 1);
+        assert_eq!(
+            (raised[0].subject.as_str(), raised[0].state.as_str()),
+            ("clock:RIS^HOSP", "open")
+        );
+        assert!(
+            raised[0]
+                .detail
+                .contains("HL7 sender RIS^HOSP is 2 h 0 min ahead"),
+            "{}",
+            raised[0].detail
+        );
+
+        // Still ahead an hour later; no second alarm.
+        evaluate_at(&mut store, &s, at + hours(1));
+        assert_eq!(alarms(&store, "clock_skew").len(), 1);
+        // Nothing ahead for a day: the sender is no longer evidence.
+        evaluate_at(&mut store, &s, at + hours(25));
+        let gone = alarms(&store, "clock_skew");
+        assert_eq!(gone[0].state, "resolved");
+        assert!(
+            gone[0]
+                .resolved_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("within clock_skew_after")),
+            "{:?}",
+            gone[0].resolved_reason
+        );
+
+        // Ahead again, then a later message in line: raised, then resolved.
+        message(
+            &mut store,
+            "2",
+            at + hours(26),
+            jiff::SignedDuration::from_mins(6),
+        );
+        evaluate_at(&mut store, &s, at + hours(26));
+        let live: Vec<_> = alarms(&store, "clock_skew")
+            .into_iter()
+            .filter(|a| a.state == "open")
+            .collect();
+        assert_eq!(live.len(), 1);
+        message(
+            &mut store,
+            "3",
+            at + hours(27),
+            jiff::SignedDuration::from_mins(-30),
+        );
+        evaluate_at(&mut store, &s, at + hours(27));
+        assert!(
+            alarms(&store, "clock_skew")
+                .iter()
+                .all(|a| a.state == "resolved")
+        );
+
+        // Turned off: a reading ahead raises nothing.
+        s.clock_skew_after = None;
+        message(&mut store, "4", at + hours(28), hours(3));
+        evaluate_at(&mut store, &s, at + hours(28));
+        assert!(
+            alarms(&store, "clock_skew")
+                .iter()
+                .all(|a| a.state == "resolved")
+        );
+    }
+
+    #[test]
+    fn calendar_expiring_holds_until_the_calendar_covers_the_next_90_days() {
+        let (_dir, mut store) = open();
+        let at = ts("2026-11-23T10:00:00Z");
+        let mut s = settings(calendar(2020, 2021));
+        s.calendar_file = Some("conf/calendars/test.toml".into());
+        evaluate_at(&mut store, &s, at);
+        let raised = alarms(&store, "calendar_expiring");
+        assert_eq!(raised.len(), 1);
+        assert_eq!(raised[0].subject, "calendar");
+        for part in [
+            "\"Test\"",
+            "conf/calendars/test.toml",
+            "no data from 2026-11-23",
+            "it covers 2020 to 2021",
+        ] {
+            assert!(
+                raised[0].detail.contains(part),
+                "{part}: {}",
+                raised[0].detail
+            );
+        }
+
+        // Covering 2026 only: 90 days from 23 November reach into 2027.
+        let mut short = settings(calendar(2020, 2026));
+        short.calendar_file = s.calendar_file.clone();
+        evaluate_at(&mut store, &short, at);
+        let still = alarms(&store, "calendar_expiring");
+        assert_eq!(
+            (still.len(), still[0].state.as_str()),
+            (1, "open"),
+            "{still:?}"
+        );
+
+        // A restart with the year added: resolved.
+        let mut fixed = settings(calendar(2020, 2027));
+        fixed.calendar_file = s.calendar_file.clone();
+        evaluate_at(&mut store, &fixed, at + hours(1));
+        assert_eq!(alarms(&store, "calendar_expiring")[0].state, "resolved");
+
+        // No calendar by choice (`calendar = ""`): never raised.
+        let (_dir, mut other) = open();
+        let mut none = settings(Calendar::empty());
+        none.calendar_file = None;
+        evaluate_at(&mut other, &none, at);
+        assert!(alarms(&other, "calendar_expiring").is_empty());
+    }
 }

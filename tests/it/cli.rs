@@ -1,5 +1,7 @@
 //! The command line: exit codes, JSON shapes, and the fixity check.
 
+use std::time::Duration;
+
 use crate::harness::*;
 
 #[test]
@@ -190,4 +192,259 @@ fn echo_reports_success_and_an_unreachable_peer_exits_1() {
     );
     let out = gw.cli(&["echo", &format!("{AE}@127.0.0.1:{}", free_port())]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+}
+
+/// Writes one instance of a new study of `modality` and sends it with DCMTK
+/// storescu under the calling AE `aet`.
+fn send_as(gw: &TestGateway, aet: &str, modality: &str, study: &str) {
+    let dir = gw.dir.path().join(format!("study-{study}"));
+    let out = python(
+        "tests/peers/make_study.py",
+        &[
+            dir.to_str().unwrap(),
+            "--study-uid",
+            study,
+            "--modality",
+            modality,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = dcmtk(
+        "storescu",
+        &[
+            "-aet",
+            aet,
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &gw.port.to_string(),
+            &file,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn rules_coverage_lists_every_modality_and_source_with_its_rule() {
+    let gw = TestGateway::with(Options {
+        peers: r#"
+[[dicom.peers]]
+ae_title = "CT_MAIN"
+source = "ct-main"
+[[dicom.peers]]
+ae_title = "ED_DX"
+source = "ed"
+[[dicom.peers]]
+ae_title = "TRUST_B"
+source = "trust-b"
+"#
+        .into(),
+        tail: r#"
+[watchdog]
+calendar = ""
+
+[[watchdog.rules]]
+name = "Inpatient MR"
+match = { modality = ["MR"], patient_class = ["I"] }
+report_within = "4h"
+
+[[watchdog.rules]]
+name = "CT main"
+match = { modality = ["CT"], source = ["ct-main"] }
+report_within = "24h"
+
+[[watchdog.rules]]
+name = "ED plain film"
+match = { modality = ["DX", "CR"], source = ["ed"] }
+report_within = "2d"
+hours = "working"
+
+[[watchdog.rules]]
+name = "Comparison imports"
+match = { source = ["trust-b"] }
+no_report_needed = true
+"#
+        .into(),
+        ..Options::default()
+    });
+    const ROOT: &str = "1.2.826.0.1.3680043.10.1661.80";
+    for (i, (aet, modality)) in [
+        ("CT_MAIN", "CT"),
+        ("CT_MAIN", "CT"),
+        ("ED_DX", "DX"),
+        ("CT_MAIN", "MR"),
+        // No rule takes ultrasound from the ED: the 28-day ceiling.
+        ("ED_DX", "US"),
+        ("TRUST_B", "CT"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        send_as(&gw, aet, modality, &format!("{ROOT}.{i}"));
+    }
+
+    let coverage = || -> serde_json::Value {
+        let out = gw.cli(&["rules", "coverage", "--json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+    };
+    // Wait until the watchdog has recorded a rule on every study.
+    wait_for(
+        "the watchdog to decide every study",
+        Duration::from_secs(20),
+        || {
+            coverage()
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["recorded"].as_array().unwrap().clone())
+                .all(|r| r["evaluated"] == true)
+        },
+    );
+    let pairs = coverage();
+    let pairs = pairs.as_array().unwrap();
+    // Modality, source, studies, conditional rules, the rule that applies,
+    // its deadline, and the recorded rules with their counts.
+    type Pair = (
+        String,
+        String,
+        u64,
+        Vec<String>,
+        String,
+        String,
+        Vec<(String, u64)>,
+    );
+    let summary: Vec<Pair> = pairs
+        .iter()
+        .map(|p| {
+            let name = |v: &serde_json::Value| v.as_str().unwrap_or("(none)").to_owned();
+            (
+                name(&p["modality"]),
+                name(&p["source"]),
+                p["studies"].as_u64().unwrap(),
+                p["only_if"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| format!("{} if {}", name(&r["rule"]), r["conditions"][0]))
+                    .collect(),
+                name(&p["applies"]["rule"]),
+                name(&p["applies"]["deadline"]),
+                p["recorded"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| (name(&r["rule"]), r["studies"].as_u64().unwrap()))
+                    .collect(),
+            )
+        })
+        .collect();
+    let s = |v: &str| v.to_owned();
+    assert_eq!(
+        summary,
+        [
+            (
+                s("CT"),
+                s("ct-main"),
+                2,
+                vec![],
+                s("CT main"),
+                s("report within 24h (calendar time)"),
+                vec![(s("CT main"), 2)]
+            ),
+            (
+                s("CT"),
+                s("trust-b"),
+                1,
+                vec![],
+                s("Comparison imports"),
+                s("no report needed"),
+                vec![(s("Comparison imports"), 1)]
+            ),
+            (
+                s("DX"),
+                s("ed"),
+                1,
+                vec![],
+                s("ED plain film"),
+                s("report within 2d (working days)"),
+                vec![(s("ED plain film"), 1)]
+            ),
+            (
+                s("MR"),
+                s("ct-main"),
+                1,
+                vec![s("Inpatient MR if \"patient class I\"")],
+                s("(none)"),
+                s("no rule matches: 28-day ceiling"),
+                vec![(s("(none)"), 1)]
+            ),
+            (
+                s("US"),
+                s("ed"),
+                1,
+                vec![],
+                s("(none)"),
+                s("no rule matches: 28-day ceiling"),
+                vec![(s("(none)"), 1)]
+            ),
+        ]
+    );
+    let ceiling = &pairs[4]["applies"];
+    assert_eq!(
+        (&ceiling["report_within"], &ceiling["hours"]),
+        (&serde_json::json!("28d"), &serde_json::Value::Null)
+    );
+
+    // The table names every pair and its rule on the pair's first line.
+    let out = gw.cli(&["rules", "coverage", "--days", "1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for (modality, source, count, rule) in [
+        (
+            "CT",
+            "ct-main",
+            2,
+            "rule \"CT main\", report within 24h (calendar time)",
+        ),
+        (
+            "CT",
+            "trust-b",
+            1,
+            "rule \"Comparison imports\", no report needed",
+        ),
+        (
+            "DX",
+            "ed",
+            1,
+            "rule \"ED plain film\", report within 2d (working days)",
+        ),
+        (
+            "MR",
+            "ct-main",
+            1,
+            "only if patient class I: rule \"Inpatient MR\"",
+        ),
+        ("US", "ed", 1, "no rule matches: 28-day ceiling"),
+    ] {
+        assert!(
+            text.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3
+                    && cols[..3] == [modality, source, &count.to_string()]
+                    && l.contains(rule)
+            }),
+            "{modality} {source} {rule}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("otherwise no rule matches: 28-day ceiling"),
+        "{text}"
+    );
+    assert!(text.contains("the last 1 day(s)"), "{text}");
+
+    // Usage errors exit 2.
+    let out = gw.cli(&["rules", "coverage", "--days", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }

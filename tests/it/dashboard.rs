@@ -154,6 +154,7 @@ fn instance(s: &Seed<'_>) -> NewInstance {
         report: None,
         attributes: vec![],
         forward_to: vec![],
+        clock: None,
     }
 }
 

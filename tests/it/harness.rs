@@ -194,6 +194,17 @@ impl TestGateway {
         Store::open(&self.dir.path().join("catalog.sqlite3"), true).expect("catalog opens")
     }
 
+    /// The newest alarm of `kind` about `subject`, as the catalog holds it
+    /// (the JSON shapes do not carry the subject).
+    pub fn alarm(&self, kind: &str, subject: &str) -> Option<studywatch::catalog::AlarmRow> {
+        self.catalog()
+            .alarms(&studywatch::catalog::AlarmFilter::default())
+            .expect("alarms")
+            .into_iter()
+            .filter(|a| a.kind == kind && a.subject == subject)
+            .max_by_key(|a| a.id)
+    }
+
     /// Runs the CLI against this gateway's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(bin())

@@ -163,6 +163,7 @@ impl Seed<'_> {
             report: None,
             attributes: vec![],
             forward_to: vec![],
+            clock: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! catalogued; every invalid one gets its status and Error Comment and is
 //! not stored as an instance.
 
+use std::time::Duration;
+
 use crate::harness::*;
 
 fn valid() -> Vec<Case> {
@@ -267,4 +269,102 @@ fn different_content_under_a_stored_uid_is_quarantined() {
     );
     let quarantined = gw.storage().join("quarantine").join(&case.sop_instance);
     assert_eq!(std::fs::read_dir(quarantined).unwrap().count(), 1);
+}
+
+/// Writes one instance of `study` whose Instance Creation Date/Time is
+/// `created` (London wall-clock time, no offset) and sends it with DCMTK
+/// storescu under the calling AE `aet`.
+fn send_created_at(gw: &TestGateway, aet: &str, study: &str, created: jiff::Timestamp) {
+    let local = created.in_tz("Europe/London").unwrap();
+    let dir = gw
+        .dir
+        .path()
+        .join(format!("created-{}", created.as_millisecond()));
+    let out = python(
+        "tests/peers/make_study.py",
+        &[
+            dir.to_str().unwrap(),
+            "--study-uid",
+            study,
+            "--instance-created",
+            &local.strftime("%Y%m%d%H%M%S").to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = dcmtk(
+        "storescu",
+        &[
+            "-aet",
+            aet,
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &gw.port.to_string(),
+            &file,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn an_instance_from_a_clock_ahead_of_ours_raises_clock_skew() {
+    // The default threshold, clock_skew_after = "5m".
+    let gw = TestGateway::start();
+    let now = jiff::Timestamp::now();
+    // Made "two hours from now" by the modality's clock, in the site's zone
+    // (the instance has no Timezone Offset From UTC).
+    send_created_at(
+        &gw,
+        "CT_FAST",
+        "1.2.826.0.1.3680043.10.1661.79.1",
+        now + jiff::SignedDuration::from_hours(2),
+    );
+    wait_for("clock_skew for CT_FAST", Duration::from_secs(20), || {
+        gw.alarm("clock_skew", "clock:CT_FAST").is_some()
+    });
+    let alarm = gw.alarm("clock_skew", "clock:CT_FAST").unwrap();
+    assert_eq!(alarm.state, "open");
+    // Made to the second, and received a moment after `now`: just under
+    // two hours ahead.
+    for part in ["DICOM calling AE CT_FAST", "1 h 59 min ahead of ours"] {
+        assert!(
+            alarm.detail.contains(part),
+            "{part:?} not in {:?}",
+            alarm.detail
+        );
+    }
+    // The same through the CLI's JSON.
+    let out = gw.cli(&["alarms", "--open", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let alarms: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "clock_skew" && a["id"] == alarm.id),
+        "{alarms}"
+    );
+
+    // Studies made in the past are no evidence of anything.
+    send_created_at(
+        &gw,
+        "CT_OLD",
+        "1.2.826.0.1.3680043.10.1661.79.2",
+        now - jiff::SignedDuration::from_hours(24 * 400),
+    );
+    // A later instance from the same modality, made in line with our clock,
+    // resolves it.
+    send_created_at(
+        &gw,
+        "CT_FAST",
+        "1.2.826.0.1.3680043.10.1661.79.3",
+        jiff::Timestamp::now(),
+    );
+    wait_for("clock_skew to resolve", Duration::from_secs(20), || {
+        gw.alarm("clock_skew", "clock:CT_FAST")
+            .is_some_and(|a| a.state == "resolved")
+    });
+    assert!(gw.alarm("clock_skew", "clock:CT_OLD").is_none());
 }

@@ -869,3 +869,78 @@ fn a_report_that_links_to_nothing_alarms_until_its_study_arrives() {
         unmatched_alarm("resolved")
     });
 }
+
+/// `message` with its MSH-7 (date/time of message) replaced by `time`.
+fn with_message_time(message: &[u8], time: &str) -> Vec<u8> {
+    let text = String::from_utf8(message.to_vec()).expect("ASCII fixture");
+    let (msh, rest) = text.split_once('\r').expect("segments");
+    let mut fields: Vec<&str> = msh.split('|').collect();
+    // fields[0] is "MSH" and fields[1] MSH-2: MSH-n is fields[n - 1].
+    fields[6] = time;
+    format!("{}\r{rest}", fields.join("|")).into_bytes()
+}
+
+#[test]
+fn an_hl7_message_from_a_clock_ahead_of_ours_raises_clock_skew() {
+    // The default threshold, clock_skew_after = "5m".
+    let gw = TestGateway::start();
+    let uid = format!("{ROOT}.90.1");
+    // MSH-7 two hours from now, without an offset: read in the site's zone.
+    let ahead = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2))
+        .in_tz("Europe/London")
+        .unwrap()
+        .strftime("%Y%m%d%H%M%S")
+        .to_string();
+    let message = with_message_time(
+        &fixture(
+            "oru-accession.hl7",
+            &subs("SKEW-1", &uid, "ACC-SKEW-1", "PL-SKEW-1", "FI-SKEW-1"),
+        ),
+        &ahead,
+    );
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &[message]);
+    assert_eq!(acks[0].code, "AA", "{:?}", acks[0]);
+    wait_for("clock_skew for CRIS^RXX", Duration::from_secs(20), || {
+        gw.alarm("clock_skew", "clock:CRIS^RXX").is_some()
+    });
+    let alarm = gw.alarm("clock_skew", "clock:CRIS^RXX").unwrap();
+    assert_eq!(alarm.state, "open");
+    // MSH-7 is to the second, and the message arrives a moment after `now`.
+    for part in ["HL7 sender CRIS^RXX", "1 h 59 min ahead of ours", "MSH-7"] {
+        assert!(
+            alarm.detail.contains(part),
+            "{part:?} not in {:?}",
+            alarm.detail
+        );
+    }
+    let alarms = cli_json(&gw, &["alarms", "--open", "--json"]);
+    assert!(
+        alarms
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "clock_skew" && a["id"] == alarm.id),
+        "{alarms}"
+    );
+
+    // The next message, stamped now with an explicit offset of +03:00 (never
+    // the site's: read as London time it would be two or three hours ahead
+    // and keep the alarm), is within the threshold: the alarm resolves.
+    let now = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::fixed(jiff::tz::offset(3)))
+        .strftime("%Y%m%d%H%M%S%z")
+        .to_string();
+    let message = with_message_time(
+        &fixture(
+            "oru-accession.hl7",
+            &subs("SKEW-2", &uid, "ACC-SKEW-2", "PL-SKEW-2", "FI-SKEW-2"),
+        ),
+        &now,
+    );
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &[message]);
+    assert_eq!(acks[0].code, "AA", "{:?}", acks[0]);
+    wait_for("clock_skew to resolve", Duration::from_secs(20), || {
+        gw.alarm("clock_skew", "clock:CRIS^RXX")
+            .is_some_and(|a| a.state == "resolved")
+    });
+}

@@ -506,3 +506,83 @@ ca_file = "{ca}"
         })
     });
 }
+
+/// A bank-holiday calendar file, in the shape of conf/calendars/*.toml,
+/// covering `first..=last` with New Year's Day as its only holiday.
+fn calendar_file(path: &Path, name: &str, first: i16, last: i16) {
+    let mut text = format!(
+        "name = \"{name}\"\nsource = \"written by the test\"\n\
+         first_year = {first}\nlast_year = {last}\n[holidays]\n"
+    );
+    for year in first..=last {
+        text.push_str(&format!("\"{year}-01-01\" = \"New Year's Day\"\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn calendar_alarm(config: &Path) -> Option<Value> {
+    cli(config, &["alarms", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "calendar_expiring")
+        .cloned()
+}
+
+#[test]
+fn a_calendar_without_data_for_the_next_90_days_raises_calendar_expiring() {
+    let dir = tempfile::tempdir().unwrap();
+    let calendar = dir.path().join("past-only.toml");
+    calendar_file(&calendar, "Past years only", 2020, 2021);
+    let port = free_port();
+    let config = write_process_config(
+        dir.path(),
+        port,
+        &Options {
+            tail: format!("[watchdog]\ncalendar = \"{}\"\n", calendar.display()),
+            ..Options::default()
+        },
+    );
+    let mut gw = GatewayProcess::start(&config, port, &[]);
+
+    // The site's today is not covered: the gap starts today.
+    let today = jiff::Timestamp::now()
+        .in_tz("Europe/London")
+        .unwrap()
+        .date();
+    wait_for("calendar_expiring", Duration::from_secs(20), || {
+        calendar_alarm(&config).is_some()
+    });
+    let alarm = calendar_alarm(&config).unwrap();
+    assert_eq!(alarm["state"], "open", "{alarm}");
+    let detail = alarm["detail"].as_str().unwrap();
+    for part in [
+        "\"Past years only\"",
+        calendar.to_str().unwrap(),
+        &format!("no data from {today}"),
+        "it covers 2020 to 2021",
+    ] {
+        assert!(detail.contains(part), "{part:?} not in {detail:?}");
+    }
+
+    // The calendar is read at start: complete it and restart, and the cause
+    // check resolves the alarm.
+    gw.signal("TERM");
+    gw.child.wait().unwrap();
+    let year = today.year();
+    calendar_file(&calendar, "Past years only", 2020, year + 1);
+    let _gw = GatewayProcess::start(&config, port, &[]);
+    wait_for(
+        "calendar_expiring to resolve",
+        Duration::from_secs(20),
+        || calendar_alarm(&config).is_some_and(|a| a["state"] == "resolved"),
+    );
+    let alarm = calendar_alarm(&config).unwrap();
+    assert!(
+        alarm["resolved_reason"]
+            .as_str()
+            .unwrap()
+            .contains("covers the next 90 days"),
+        "{alarm}"
+    );
+}

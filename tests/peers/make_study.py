@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Writes one small, valid CT instance of a chosen study into OUTDIR (named
+"""Writes one small, valid instance of a chosen study into OUTDIR (named
 by its SOP Instance UID), for the report-linking tests: the study's UID,
 accession number and patient ID are the keys reports link by.
 
   make_study.py OUTDIR --study-uid UID [--accession A] [--patient-id P]
-                [--study-date YYYYMMDD] [--index N]"""
+                [--study-date YYYYMMDD] [--index N] [--modality M]
+                [--instance-created YYYYMMDDHHMMSS]
+
+--modality (default CT) sets Modality and a matching image storage class
+(CT, MR, CR, DX, US; Secondary Capture for any other). --instance-created
+sets Instance Creation Date and Time (local time, no offset), for the
+clock-skew checks; without it the instance carries neither."""
 import argparse
 import os
 
@@ -13,6 +19,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+CLASSES = {
+    "CT": CT,
+    "MR": "1.2.840.10008.5.1.4.1.1.4",
+    "CR": "1.2.840.10008.5.1.4.1.1.1",
+    "DX": "1.2.840.10008.5.1.4.1.1.1.1",
+    "US": "1.2.840.10008.5.1.4.1.1.6.1",
+}
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def main():
@@ -23,25 +37,33 @@ def main():
     p.add_argument("--patient-id", default="RXX0000001")
     p.add_argument("--study-date", default="20261120")
     p.add_argument("--index", type=int, default=1)
+    p.add_argument("--modality", default="CT")
+    p.add_argument("--instance-created", default="")
     a = p.parse_args()
+    if a.instance_created and (len(a.instance_created) != 14 or not a.instance_created.isdigit()):
+        p.error("--instance-created is YYYYMMDDHHMMSS")
+    sop_class = CLASSES.get(a.modality, SECONDARY_CAPTURE)
     series = f"{a.study_uid}.1"
     sop = f"{a.study_uid}.1.{a.index}"
     assert len(sop) <= 64, "study UID too long for derived instance UIDs"
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT
+    meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = "1.2.826.0.1.3680043.10.1234.99"
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID = CT
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = sop
     ds.StudyInstanceUID = a.study_uid
     ds.SeriesInstanceUID = series
     ds.PatientID = a.patient_id
     ds.PatientName = "TEST^REPORTS"
     ds.AccessionNumber = a.accession
-    ds.Modality = "CT"
+    ds.Modality = a.modality
+    if a.instance_created:
+        ds.InstanceCreationDate = a.instance_created[:8]
+        ds.InstanceCreationTime = a.instance_created[8:]
     ds.StudyDate = a.study_date
     ds.StudyTime = "101500"
     ds.SeriesNumber = 1

@@ -132,6 +132,8 @@ pub fn alarm_kind(kind: &str) -> &str {
         "storage_low" => "Storage space low",
         "forward_stalled" => "Not reaching a forward destination",
         "incomplete_transfer" => "Incomplete transfer",
+        "calendar_expiring" => "Bank-holiday calendar running out",
+        "clock_skew" => "Sender's clock ahead of ours",
         other => other,
     }
 }
