@@ -112,7 +112,8 @@ pub fn inspect(path: &Path) -> Result<StoredFile, Error> {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(err)?;
+    // Buffered: the meta group is read a few bytes at a time.
+    let mut file = std::io::BufReader::new(std::fs::File::open(path).map_err(err)?);
     let mut preamble = [0u8; 128];
     file.read_exact(&mut preamble).map_err(err)?;
     let meta = dicom_object::meta::FileMetaTable::from_reader(&mut file).map_err(|e| {
@@ -166,6 +167,10 @@ pub fn reencode(path: &Path, ts: &str) -> Result<Vec<u8>, Error> {
         .map_err(|e| bad(e.to_string()))?;
     Ok(out)
 }
+
+/// Data sets up to this size are read into memory in one go before they
+/// are sent; larger ones are streamed from the file.
+const READ_WHOLE: u64 = 16 * 1024 * 1024;
 
 /// At most this many presentation contexts on one association (PS3.8
 /// allows 128 odd context IDs).
@@ -288,6 +293,37 @@ impl Association {
             path: file.path.clone(),
             source,
         };
+        // A data set of ordinary size is read whole in one trip to the
+        // blocking pool: streaming it through tokio::fs costs a thread
+        // hand-off per read, which on a drain of small instances is most of
+        // the forwarder's time. A large one (multi-frame) is streamed, so
+        // memory stays bounded.
+        let (path, offset) = (file.path.clone(), file.data_offset);
+        let whole = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&path)?;
+            let len = f.metadata()?.len().saturating_sub(offset);
+            if len > READ_WHOLE {
+                return Ok(None);
+            }
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+            f.read_to_end(&mut data)?;
+            Ok(Some(data))
+        })
+        .await
+        .map_err(|e| err(std::io::Error::other(e.to_string())))?
+        .map_err(err)?;
+        if let Some(data) = whole {
+            return self
+                .store_from(
+                    pc_id,
+                    &file.sop_class,
+                    &file.sop_instance,
+                    std::io::Cursor::new(data),
+                )
+                .await;
+        }
         let mut data = tokio::fs::File::open(&file.path).await.map_err(err)?;
         tokio::io::AsyncSeekExt::seek(&mut data, std::io::SeekFrom::Start(file.data_offset))
             .await
