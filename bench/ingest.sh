@@ -65,32 +65,6 @@ done
 "$PYTHON" -c 'import pydicom, numpy' 2>/dev/null \
     || die "$PYTHON lacks pydicom/numpy (pip install pydicom numpy)"
 
-
-# fresh_dir RUN: an empty work directory for one run, with the disk settled.
-fresh_dir() {
-    local dir=$WORK/$1
-    rm -rf "$dir"
-    mkdir -p "$dir"
-    sync
-    echo "$dir"
-}
-
-# wait_ready AE PORT PID LOGFILE: until the receiver answers C-ECHO.
-wait_ready() {
-    local ae=$1 port=$2 pid=$3 logfile=$4
-    for _ in $(seq 300); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            tail -n 20 "$logfile" >&2 || true
-            die "$ae on port $port exited before it was ready (log: $logfile)"
-        fi
-        if "$ECHOSCU" -aet BENCH -aec "$ae" 127.0.0.1 "$port" >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "$ae on port $port did not answer C-ECHO within 30 s (log: $logfile)"
-}
-
 # start_studywatch DIR FSYNC: sets PID and PORT.
 start_studywatch() {
     local dir=$1 fsync=$2

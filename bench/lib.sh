@@ -102,3 +102,31 @@ listen = "127.0.0.1:$HTTP_PORT"
 calendar = "$CALENDAR"
 EOF
 }
+
+# fresh_dir NAME: an empty $WORK/NAME, after a `sync` so that the previous
+# run's dirty pages are not flushed during the next; prints its path.
+fresh_dir() {
+    local dir=$WORK/$1
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    sync
+    echo "$dir"
+}
+
+# wait_ready AE PORT PID LOGFILE: until the server on PORT answers C-ECHO
+# (DCMTK's echoscu, $ECHOSCU); dies, showing LOGFILE's tail, if process PID
+# exits first or 30 s pass.
+wait_ready() {
+    local ae=$1 port=$2 pid=$3 logfile=$4
+    for _ in $(seq 300); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$logfile" >&2 || true
+            die "$ae on port $port exited before it was ready (log: $logfile)"
+        fi
+        if "$ECHOSCU" -aet BENCH -aec "$ae" 127.0.0.1 "$port" >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$ae on port $port did not answer C-ECHO within 30 s (log: $logfile)"
+}
