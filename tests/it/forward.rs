@@ -95,6 +95,16 @@ fn storescu(port: u16, files: &[PathBuf]) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
+/// The latest `forward_stalled` alarm of `destination`, in any state.
+fn stalled_alarm(gw: &TestGateway, destination: &str) -> Option<studywatch::catalog::AlarmRow> {
+    let subject = format!("forward:{destination}");
+    gw.catalog()
+        .alarms(&AlarmFilter::default())
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == "forward_stalled" && a.subject == subject)
+}
+
 /// `forward status --json` through the CLI, by destination name.
 fn status(config: &Path) -> serde_json::Value {
     let out = Command::new(bin())
@@ -303,13 +313,7 @@ fn an_instance_that_cannot_be_sent_raises_forward_stalled_until_retried() {
         p["sent"] == 2 && p["failed"] == 1 && p["pending"] == 0
     });
     // Failed rows wait for a person: the watchdog says so at once.
-    let stalled = || {
-        gw.catalog()
-            .alarms(&AlarmFilter::default())
-            .unwrap()
-            .into_iter()
-            .find(|a| a.kind == "forward_stalled" && a.subject == "forward:pacs")
-    };
+    let stalled = || stalled_alarm(&gw, "pacs");
     wait_for("forward_stalled to open", Duration::from_secs(30), || {
         stalled().is_some_and(|a| a.state == "open")
     });
@@ -398,13 +402,7 @@ fn instances_wait_for_an_unreachable_destination_then_arrive_exactly_once() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
 
     // Waiting past `alarm_after` raises forward_stalled for the destination.
-    let stalled = || {
-        gw.catalog()
-            .alarms(&AlarmFilter::default())
-            .unwrap()
-            .into_iter()
-            .find(|a| a.kind == "forward_stalled" && a.subject == "forward:pacs")
-    };
+    let stalled = || stalled_alarm(&gw, "pacs");
     wait_for("forward_stalled to open", Duration::from_secs(30), || {
         stalled().is_some_and(|a| a.state == "open")
     });
