@@ -70,6 +70,11 @@ pub struct UncommittedRow {
     pub oldest_sent: Option<Timestamp>,
 }
 
+// Several queries below repeat `commit_state IN ('awaiting', 'requested')`
+// beside a narrower condition on the same column: with the query planner's
+// stability guarantee on, SQLite uses the partial index `forward_commit_open`
+// only for a WHERE that contains its condition literally.
+
 impl Store {
     /// Up to `limit` studies of `destination` whose sent rows await a
     /// commitment request: the study is stable and none of its rows for
