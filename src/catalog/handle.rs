@@ -6,7 +6,10 @@
 //! `spawn_blocking` per call because SQLite serialises writers anyway, and a
 //! single owner can group-commit: every `record_instance` request already queued
 //! when the thread gets to one goes into the same transaction, so N concurrent
-//! C-STOREs cost one WAL fsync instead of N.
+//! C-STOREs cost one WAL fsync instead of N. On a durable file catalog that
+//! fsync leaves the thread too: batches commit without flushing, and the
+//! [`Syncer`] thread flushes the WAL and only then delivers their answers,
+//! while this thread goes on with the next batch.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -17,6 +20,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use super::syncer::Syncer;
 use super::{Error, NewInstance, Store};
 
 /// At most this many `record_instance` requests share one transaction, which
@@ -28,7 +32,7 @@ type Job = Box<dyn FnOnce(&mut Store) + Send>;
 /// A grouped job does its writes inside the batch's transaction and returns
 /// what delivers its answer once the outcome of the commit is known.
 type GroupJob = Box<dyn FnOnce(&mut Store) -> Deliver + Send>;
-type Deliver = Box<dyn FnOnce(Result<(), Arc<Error>>) + Send>;
+type Deliver = super::syncer::Deliver;
 
 enum Request {
     /// A job, and whether its commit should wake the watchdog.
@@ -87,10 +91,17 @@ impl Catalog {
         let (tx, rx) = mpsc::channel();
         let stats = Arc::new(Stats::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let mut syncer = None;
         if let Some(path) = store.file_path() {
             // Checkpoints move off the commit path: the catalog thread's
             // commits then never stop to copy the WAL into the database.
             store.disable_autocheckpoint()?;
+            if store.durable()? {
+                syncer = Some(Syncer::spawn(&path).map_err(|source| Error::Io {
+                    path: "catalog syncer thread".into(),
+                    source,
+                })?);
+            }
             spawn_checkpointer(path, Arc::clone(&stop));
         }
         let thread = std::thread::Builder::new()
@@ -98,7 +109,7 @@ impl Catalog {
             .spawn({
                 let stats = stats.clone();
                 move || {
-                    run(store, rx, &stats);
+                    run(store, rx, &stats, syncer);
                     stop.store(true, Ordering::Relaxed);
                 }
             })
@@ -274,8 +285,9 @@ fn spawn_checkpointer(path: std::path::PathBuf, stop: Arc<AtomicBool>) {
     }
 }
 
-/// The catalog thread's loop.
-fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
+/// The catalog thread's loop. With a `syncer`, batches commit without
+/// flushing the WAL and their answers wait for the syncer's next flush.
+fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats, syncer: Option<Syncer>) {
     let take = |request: Request| {
         stats.queued.fetch_sub(1, Ordering::Relaxed);
         request
@@ -313,8 +325,15 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
                         Err(_) => break,
                     }
                 }
-                run_group(&mut store, jobs);
+                let answers =
+                    unflushed(&mut store, syncer.is_some(), |store| run_group(store, jobs));
                 stats.changed.notify_one();
+                let deliver: Deliver = Box::new(move |flush| {
+                    for (deliver, commit) in answers {
+                        deliver(commit.and(flush.clone()));
+                    }
+                });
+                after_flush(syncer.as_ref(), deliver);
             }
             Request::Record(rec, reply) => {
                 let mut recs = vec![*rec];
@@ -340,10 +359,18 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
                     .grouped_records
                     .fetch_add(recs.len() as u64, Ordering::Relaxed);
                 tracing::trace!(batch = recs.len(), "catalog group commit");
-                let results = store.record_instances(&recs);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+                let results = unflushed(&mut store, syncer.is_some(), |store| {
+                    store.record_instances(&recs)
+                });
+                let deliver: Deliver = Box::new(move |flush| {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(match (&flush, result) {
+                            (Err(cause), Ok(())) => Err(Error::GroupCommit(cause.clone())),
+                            (_, result) => result,
+                        });
+                    }
+                });
+                after_flush(syncer.as_ref(), deliver);
             }
             Request::Close(done) => break Some(done),
         }
@@ -351,25 +378,49 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats) {
     // Requests still queued after a Close are dropped with the receiver; their
     // callers see their oneshot close and get Error::ThreadGone.
     drop(rx);
+    // The last answers are delivered before the connection closes.
+    drop(syncer);
     drop(store);
     if let Some(done) = closed {
         let _ = done.send(());
     }
 }
 
-/// Runs grouped jobs in one transaction and delivers their answers after its
-/// commit.
-fn run_group(store: &mut Store, jobs: Vec<GroupJob>) {
+/// Runs `batch` with commits that leave the WAL flush to the syncer (when
+/// there is one), and switches flushing back on for the thread's other calls.
+fn unflushed<R>(store: &mut Store, deferred: bool, batch: impl FnOnce(&mut Store) -> R) -> R {
+    // If switching fails, commits flush themselves, as without a syncer.
+    let deferred = deferred && store.set_flush_on_commit(false).is_ok();
+    let out = batch(store);
+    if deferred {
+        if let Err(e) = store.set_flush_on_commit(true) {
+            tracing::error!(error = %e, "catalog: cannot switch commits back to flushing");
+        }
+    }
+    out
+}
+
+/// Delivers `deliver` after the syncer's next flush, or at once without one
+/// (commits then flushed, or the catalog is not durable).
+fn after_flush(syncer: Option<&Syncer>, deliver: Deliver) {
+    match syncer {
+        Some(syncer) => syncer.after_flush(deliver),
+        None => deliver(Ok(())),
+    }
+}
+
+/// Runs grouped jobs in one transaction and returns each answer's delivery
+/// with the outcome of the commit it belongs to.
+fn run_group(store: &mut Store, jobs: Vec<GroupJob>) -> Vec<(Deliver, Result<(), Arc<Error>>)> {
+    let mut answers = Vec::with_capacity(jobs.len());
     let mut pending: Vec<Deliver> = Vec::with_capacity(jobs.len());
     if let Err(e) = store.begin_group() {
-        let cause = Arc::new(e);
+        tracing::warn!(error = %e, "catalog: group transaction could not begin");
         for job in jobs {
             // Without a transaction each job commits on its own.
-            let deliver = job(store);
-            deliver(Ok(()));
+            answers.push((job(store), Ok(())));
         }
-        tracing::warn!(error = %cause, "catalog: group transaction could not begin");
-        return;
+        return answers;
     }
     for job in jobs {
         match catch_unwind(AssertUnwindSafe(|| job(store))) {
@@ -383,18 +434,15 @@ fn run_group(store: &mut Store, jobs: Vec<GroupJob>) {
             // SQLite rolled the transaction back (or a job panicked): what the
             // group wrote so far is gone; say so, and go on in a fresh one.
             let cause = Arc::new(Error::GroupAborted);
-            for deliver in pending.drain(..) {
-                deliver(Err(cause.clone()));
-            }
+            answers.extend(pending.drain(..).map(|d| (d, Err(cause.clone()))));
             if let Err(e) = store.begin_group() {
                 tracing::error!(error = %e, "catalog: cannot begin a group transaction");
             }
         }
     }
     let commit = store.commit_group().map_err(Arc::new);
-    for deliver in pending {
-        deliver(commit.clone());
-    }
+    answers.extend(pending.into_iter().map(|d| (d, commit.clone())));
+    answers
 }
 
 /// Runs one job, keeping the thread (and every other caller) alive if it

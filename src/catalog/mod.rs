@@ -37,6 +37,7 @@ mod retention;
 mod schema;
 mod stability;
 mod store;
+mod syncer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

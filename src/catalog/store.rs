@@ -80,6 +80,12 @@ impl Store {
             true,
         )?;
         schema::migrate(&mut conn)?;
+        // Savepoint (statement) journals stay in memory: every grouped call
+        // runs in a savepoint that journals the pages it touches, which
+        // otherwise spills into a temporary file created and deleted on
+        // each transaction. Set after the migrations, whose index builds may
+        // sort more than should sit in memory.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         Ok(Store {
             conn,
             link_policy: LinkPolicy::default(),
@@ -127,6 +133,28 @@ impl Store {
             .path()
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
+    }
+
+    /// Whether commits on this connection reach the disk before they return
+    /// (`synchronous` FULL or EXTRA, as [`Store::open`] sets when durable).
+    pub(super) fn durable(&self) -> Result<bool, Error> {
+        let level: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        Ok(level >= 2)
+    }
+
+    /// Switches commits between flushing the WAL themselves (`FULL`) and
+    /// leaving the flush to the caller (`NORMAL`, for the catalog thread's
+    /// syncer). Only between transactions.
+    pub(super) fn set_flush_on_commit(&self, flush: bool) -> Result<(), Error> {
+        let sql = if flush {
+            "PRAGMA synchronous = FULL"
+        } else {
+            "PRAGMA synchronous = NORMAL"
+        };
+        cached_exec(&self.conn, sql, [])?;
+        Ok(())
     }
 
     /// Leaves WAL checkpoints to another connection (the catalog thread's
