@@ -9,6 +9,13 @@ use studywatch::cli::{self, Cli, Command};
 use studywatch::config::{Config, LogFormat};
 use tokio_util::sync::CancellationToken;
 
+/// The HL7 and DICOM paths allocate many short-lived buffers (parsed
+/// segments, PDU fragments) from several threads at once; mimalloc serves
+/// those from per-thread pages where glibc's allocator spent a quarter of
+/// the HL7 intake's time consolidating and unlinking chunks.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
