@@ -182,16 +182,28 @@ impl AlertRules {
         if active.is_empty() {
             return best;
         }
-        let text: Vec<char> = text.chars().flat_map(char::to_lowercase).collect();
+        let lower: String = text.chars().flat_map(char::to_lowercase).collect();
+        // Made only once some pattern's first word occurs at all: most
+        // reports match no pattern, and a substring search rules that out
+        // far faster than trying a phrase at every position.
+        let mut chars: Option<Vec<char>> = None;
         for (pattern, category) in active {
             if best.is_some_and(|b| *category <= b) {
                 continue;
             }
-            let words: Vec<Vec<char>> = pattern
+            let words: Vec<String> = pattern
                 .split_whitespace()
                 .map(|w| w.chars().flat_map(char::to_lowercase).collect())
                 .collect();
-            if !words.is_empty() && contains_phrase(&text, &words) {
+            let Some(first) = words.first() else {
+                continue;
+            };
+            if !lower.contains(first.as_str()) {
+                continue;
+            }
+            let text = chars.get_or_insert_with(|| lower.chars().collect());
+            let words: Vec<Vec<char>> = words.iter().map(|w| w.chars().collect()).collect();
+            if contains_phrase(text, &words) {
                 best = Some(*category);
             }
         }
