@@ -1,5 +1,6 @@
 //! The command line: exit codes, JSON shapes, and the fixity check.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -210,19 +211,7 @@ fn send_as(gw: &TestGateway, aet: &str, modality: &str, study: &str) {
     );
     assert!(out.status.success(), "{}", show(&out));
     let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = dcmtk(
-        "storescu",
-        &[
-            "-aet",
-            aet,
-            "-aec",
-            AE,
-            "127.0.0.1",
-            &gw.port.to_string(),
-            &file,
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    storescu_as(gw, aet, Path::new(&file));
 }
 
 #[test]

@@ -265,6 +265,24 @@ pub fn python(script: &str, args: &[&str]) -> Output {
         .expect("run python3")
 }
 
+/// Sends `file` with DCMTK storescu under the calling AE `aet` and asserts
+/// that it succeeded.
+pub fn storescu_as(gw: &TestGateway, aet: &str, file: &Path) {
+    let out = dcmtk(
+        "storescu",
+        &[
+            "-aet",
+            aet,
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &gw.port.to_string(),
+            file.to_str().expect("test paths are UTF-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+}
+
 pub fn show(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",

@@ -2,6 +2,7 @@
 //! catalogued; every invalid one gets its status and Error Comment and is
 //! not stored as an instance.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -292,19 +293,7 @@ fn send_created_at(gw: &TestGateway, aet: &str, study: &str, created: jiff::Time
     );
     assert!(out.status.success(), "{}", show(&out));
     let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let out = dcmtk(
-        "storescu",
-        &[
-            "-aet",
-            aet,
-            "-aec",
-            AE,
-            "127.0.0.1",
-            &gw.port.to_string(),
-            &file,
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    storescu_as(gw, aet, Path::new(&file));
 }
 
 #[test]

@@ -159,18 +159,9 @@ pub(crate) fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: 
     storescu(gw, &PathBuf::from(file));
 }
 
+/// storescu's own default calling AE.
 pub(crate) fn storescu(gw: &TestGateway, file: &Path) {
-    let out = dcmtk(
-        "storescu",
-        &[
-            "-aec",
-            AE,
-            "127.0.0.1",
-            &gw.port.to_string(),
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
+    storescu_as(gw, "STORESCU", file);
 }
 
 fn make_sr(gw: &TestGateway, args: &[&str]) -> PathBuf {
