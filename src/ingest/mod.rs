@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use std::io::{self, Read, Seek, Write};
 use std::sync::{Arc, Condvar, Mutex};
 
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -109,49 +110,28 @@ pub struct Ingest {
 }
 
 /// A data set being received: feed it fragments, then finish it.
-///
-/// The SHA-256 of the data set is taken here, on the association's task, as
-/// each fragment passes: the bytes are hot in the cache after the PDU read,
-/// and the writer thread only writes. The hash is handed over with the end
-/// of the data set.
 pub struct Receiving {
     tx: mpsc::Sender<Chunk>,
     task: JoinHandle<Outcome>,
-    hasher: Sha256,
 }
 
 enum Chunk {
-    Data(Vec<u8>),
-    /// The data set is complete; its SHA-256 in lower-case hex.
-    End(String),
+    Data(Bytes),
+    End,
 }
-
-/// Fragments are hashed on the association's task in slices of this size,
-/// with a yield between slices, so that a large PDU (up to 4 MiB) does not
-/// hold a tokio worker for milliseconds.
-const HASH_SLICE: usize = 256 * 1024;
 
 impl Receiving {
     /// Passes one fragment on to the writer; waits when the writer is
     /// behind, which is what bounds memory.
     pub async fn push(&mut self, data: Vec<u8>) {
-        if data.len() <= HASH_SLICE {
-            self.hasher.update(&data);
-        } else {
-            for slice in data.chunks(HASH_SLICE) {
-                self.hasher.update(slice);
-                tokio::task::yield_now().await;
-            }
-        }
         // A writer that has stopped early (e.g. out of space) drains and
         // reports at finish; a send error here needs no handling.
-        let _ = self.tx.send(Chunk::Data(data)).await;
+        let _ = self.tx.send(Chunk::Data(Bytes::from(data))).await;
     }
 
     /// Marks the data set complete and waits for the outcome.
     pub async fn finish(self) -> Outcome {
-        let sha256 = hex::encode(self.hasher.finalize());
-        let _ = self.tx.send(Chunk::End(sha256)).await;
+        let _ = self.tx.send(Chunk::End).await;
         drop(self.tx);
         match self.task.await {
             Ok(outcome) => outcome,
@@ -237,11 +217,7 @@ impl Ingest {
         let this = Arc::clone(self);
         let handle = tokio::runtime::Handle::current();
         let task = tokio::task::spawn_blocking(move || this.receive(request, rx, handle));
-        Receiving {
-            tx,
-            task,
-            hasher: Sha256::new(),
-        }
+        Receiving { tx, task }
     }
 
     fn receive(
@@ -305,11 +281,25 @@ impl Ingest {
         let header = file_header(&req);
         let data_start = header.len() as u64;
         let mut write_error = temp.file.write_all(&header).err();
+        // The hash runs on a thread of its own, beside the writes, so that
+        // neither waits for the other; the bounded channel keeps memory to
+        // a few fragments.
+        let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(CHANNEL_DEPTH);
+        let hashing = rt.spawn_blocking(move || {
+            let mut hasher = Sha256::new();
+            while let Ok(data) = hash_rx.recv() {
+                hasher.update(&data);
+            }
+            hex::encode(hasher.finalize())
+        });
         let mut size = 0u64;
         let mut flushed = 0u64;
-        let sha256 = loop {
+        loop {
             match rx.blocking_recv() {
                 Some(Chunk::Data(data)) => {
+                    // The hasher only stops early if it panicked; the join
+                    // below reports that.
+                    let _ = hash_tx.send(data.clone());
                     size += data.len() as u64;
                     if write_error.is_none() {
                         write_error = temp.file.write_all(&data).err();
@@ -321,11 +311,24 @@ impl Ingest {
                         flushed = written;
                     }
                 }
-                Some(Chunk::End(sha256)) => break sha256,
+                Some(Chunk::End) => break,
                 None => {
                     self.storage.discard(temp);
                     return Outcome::Aborted;
                 }
+            }
+        }
+        drop(hash_tx);
+        let sha256 = match rt.block_on(hashing) {
+            Ok(hash) => hash,
+            Err(e) => {
+                tracing::error!(error = %e, "hashing a received instance failed");
+                let refusal = Refusal::new(
+                    status::OUT_OF_RESOURCES,
+                    "internal",
+                    "internal error while hashing",
+                );
+                return self.refused(&req, refusal, Some(temp), None, &rt, received_at);
             }
         };
         self.metrics.bytes_received.inc_by(size);
