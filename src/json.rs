@@ -27,6 +27,9 @@ fn opt_time(ts: Option<Timestamp>) -> Option<String> {
 pub struct Study {
     pub study_uid: String,
     pub accession_number: Option<String>,
+    /// Who issued the accession number (DICOM Issuer of Accession Number,
+    /// its Local Namespace Entity ID), or null.
+    pub issuer_of_accession: Option<String>,
     pub patient_id: Option<String>,
     pub modalities: Vec<String>,
     pub source: String,
@@ -57,6 +60,7 @@ impl Study {
         Study {
             study_uid: row.study_uid.clone(),
             accession_number: row.accession_number.clone(),
+            issuer_of_accession: row.issuer_of_accession.clone(),
             patient_id: row.patient_id.clone(),
             modalities: row.modalities.clone(),
             source: row.source.clone(),
@@ -715,6 +719,7 @@ mod tests {
     const STUDY_KEYS: &[&str] = &[
         "study_uid",
         "accession_number",
+        "issuer_of_accession",
         "patient_id",
         "modalities",
         "source",
@@ -745,6 +750,7 @@ mod tests {
         assert_eq!(value["deadline"], "2026-11-23T10:15:00Z");
         assert_eq!(value["reported_at"], serde_json::Value::Null);
         assert_eq!(value["institution_name"], serde_json::Value::Null);
+        assert_eq!(value["issuer_of_accession"], serde_json::Value::Null);
         assert_eq!(value["series_count"], 2);
         assert_eq!(value["state"], "unreported");
         // Nothing named like a patient's name or birth date ever appears.

@@ -504,7 +504,11 @@ impl Ingest {
             transfer_syntax: uid::trim(&req.transfer_syntax).to_owned(),
             patient_id: text(0x0010, 0x0020),
             accession_number: text(0x0008, 0x0050),
-            issuer_of_accession: None,
+            issuer_of_accession: parse::item_text(
+                &summary,
+                parse::ISSUER_OF_ACCESSION_SEQUENCE,
+                parse::LOCAL_NAMESPACE_ENTITY_ID,
+            ),
             modality,
             study_date: text(0x0008, 0x0020),
             study_time: text(0x0008, 0x0030),

@@ -58,6 +58,18 @@ pub const COLLECTED: &[Tag] = &[
     Tag(0x0028, 0x0100), // Bits Allocated
 ];
 
+/// Issuer of Accession Number Sequence (0008,0051): who issued the
+/// Accession Number. Accession numbers are unique only per issuer.
+pub const ISSUER_OF_ACCESSION_SEQUENCE: Tag = Tag(0x0008, 0x0051);
+/// Local Namespace Entity ID (0040,0031): the issuer's local name, the
+/// counterpart of an HL7 EI's namespace ID (IHE RAD TF-2 maps IPC-1.2 to it).
+pub const LOCAL_NAMESPACE_ENTITY_ID: Tag = Tag(0x0040, 0x0031);
+
+/// The top-level sequences whose first item's values are collected, and which
+/// of its (not nested) tags.
+const COLLECTED_IN_FIRST_ITEM: &[(Tag, &[Tag])] =
+    &[(ISSUER_OF_ACCESSION_SEQUENCE, &[LOCAL_NAMESPACE_ENTITY_ID])];
+
 /// Pixel Data, Float Pixel Data and Double Float Pixel Data.
 pub const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 pub const FLOAT_PIXEL_DATA: Tag = Tag(0x7FE0, 0x0008);
@@ -103,6 +115,9 @@ pub struct Summary {
     /// Raw values of the [`COLLECTED`] tags, as bytes in the data set's
     /// byte order.
     pub values: HashMap<Tag, Vec<u8>>,
+    /// Raw values of tags in the first item of a top-level sequence listed
+    /// in [`COLLECTED_IN_FIRST_ITEM`], keyed by (sequence, tag).
+    pub item_values: HashMap<(Tag, Tag), Vec<u8>>,
     pub pixels: Option<Pixels>,
     /// Bytes walked.
     pub length: u64,
@@ -242,6 +257,7 @@ pub fn walk_collecting(
         src: source,
         summary: Summary::default(),
         extra,
+        item: None,
     };
     walker.elements(encoding, End::Data, 0)?;
     walker.summary.length = walker.src.position();
@@ -252,6 +268,9 @@ struct Walker<'a> {
     src: &'a mut dyn Source,
     summary: Summary,
     extra: &'a [Tag],
+    /// While walking the first item of a sequence listed in
+    /// [`COLLECTED_IN_FIRST_ITEM`]: that sequence and the tags to collect.
+    item: Option<(Tag, &'static [Tag])>,
 }
 
 impl Walker<'_> {
@@ -383,7 +402,7 @@ impl Walker<'_> {
                     } else {
                         enc
                     };
-                    self.sequence(inner, None, depth + 1)?;
+                    self.sequence(inner, None, depth + 1, top.then_some(tag))?;
                 } else {
                     return Err(self.malformed(format!("undefined length on {tag}")));
                 }
@@ -391,7 +410,7 @@ impl Walker<'_> {
             }
             if &vr == b"SQ" {
                 let limit = self.src.position().saturating_add(u64::from(len));
-                self.sequence(enc, Some(limit), depth + 1)?;
+                self.sequence(enc, Some(limit), depth + 1, top.then_some(tag))?;
                 continue;
             }
             if is_pixels {
@@ -406,18 +425,58 @@ impl Walker<'_> {
                 && len <= MAX_COLLECTED_VALUE
                 && (COLLECTED.contains(&tag) || self.extra.contains(&tag))
             {
-                let mut value = vec![0u8; len as usize];
-                self.src.read_exact(&mut value).map_err(|e| self.eof(e))?;
+                let value = self.value(len)?;
                 self.summary.values.insert(tag, value);
+            } else if let Some((seq, _)) = self
+                .item
+                .filter(|(_, tags)| depth == 1 && len <= MAX_COLLECTED_VALUE && tags.contains(&tag))
+            {
+                let value = self.value(len)?;
+                self.summary.item_values.insert((seq, tag), value);
             } else {
                 self.skip(u64::from(len))?;
             }
         }
     }
 
+    /// Reads a value of `len` bytes (at most [`MAX_COLLECTED_VALUE`]).
+    fn value(&mut self, len: u32) -> Result<Vec<u8>, Error> {
+        let mut value = vec![0u8; len as usize];
+        self.src.read_exact(&mut value).map_err(|e| self.eof(e))?;
+        Ok(value)
+    }
+
     /// Walks the items of a sequence, up to `limit` when it has a defined
-    /// length or to its sequence delimiter otherwise.
-    fn sequence(&mut self, enc: Encoding, limit: Option<u64>, depth: usize) -> Result<(), Error> {
+    /// length or to its sequence delimiter otherwise. `top_tag` is the
+    /// sequence's tag when it is a top-level element.
+    fn sequence(
+        &mut self,
+        enc: Encoding,
+        limit: Option<u64>,
+        depth: usize,
+        top_tag: Option<Tag>,
+    ) -> Result<(), Error> {
+        // Only the first item of a listed top-level sequence is collected
+        // from; any nested sequence walks with nothing to collect.
+        let mut collect = top_tag.and_then(|t| {
+            COLLECTED_IN_FIRST_ITEM
+                .iter()
+                .find(|(seq, _)| *seq == t)
+                .map(|&(seq, tags)| (seq, tags))
+        });
+        let outer = self.item.take();
+        let walked = self.items(enc, limit, depth, &mut collect);
+        self.item = outer;
+        walked
+    }
+
+    fn items(
+        &mut self,
+        enc: Encoding,
+        limit: Option<u64>,
+        depth: usize,
+        collect: &mut Option<(Tag, &'static [Tag])>,
+    ) -> Result<(), Error> {
         loop {
             if let Some(limit) = limit {
                 let pos = self.src.position();
@@ -434,8 +493,12 @@ impl Walker<'_> {
             })?;
             match (tag.0, tag.1) {
                 SEQUENCE_DELIMITER if limit.is_none() => return Ok(()),
-                ITEM if len == UNDEFINED => self.elements(enc, End::ItemDelimiter, depth)?,
+                ITEM if len == UNDEFINED => {
+                    self.item = collect.take();
+                    self.elements(enc, End::ItemDelimiter, depth)?;
+                }
                 ITEM => {
+                    self.item = collect.take();
                     let end = self.src.position().saturating_add(u64::from(len));
                     self.elements(enc, End::At(end), depth)?;
                 }
@@ -492,7 +555,16 @@ fn implicit_vr(tag: Tag) -> [u8; 2] {
 /// Decodes a collected text value: trailing padding removed, and bytes
 /// outside ASCII taken as ISO 8859-1 unless the data set says UTF-8.
 pub fn text(summary: &Summary, tag: Tag) -> Option<String> {
-    let raw = summary.values.get(&tag)?;
+    decode(summary, summary.values.get(&tag)?)
+}
+
+/// Decodes a value collected from the first item of a top-level sequence
+/// (see [`text`]).
+pub fn item_text(summary: &Summary, sequence: Tag, tag: Tag) -> Option<String> {
+    decode(summary, summary.item_values.get(&(sequence, tag))?)
+}
+
+fn decode(summary: &Summary, raw: &[u8]) -> Option<String> {
     let utf8 = summary
         .values
         .get(&Tag(0x0008, 0x0005))
@@ -578,6 +650,55 @@ mod tests {
         assert_eq!(s.pixels.unwrap().length, 8);
         // The UID inside the sequence is not taken as a top-level value.
         assert!(!s.values.contains_key(&Tag(0x0008, 0x1150)));
+    }
+
+    /// An explicit VR LE item holding `elements`, of defined length.
+    fn item(elements: &[u8]) -> Vec<u8> {
+        let mut d = vec![0xfe, 0xff, 0x00, 0xe0];
+        d.extend_from_slice(&(elements.len() as u32).to_le_bytes());
+        d.extend_from_slice(elements);
+        d
+    }
+
+    #[test]
+    fn the_issuer_of_accession_comes_from_the_first_item_only() {
+        let mut first = Vec::new();
+        le_elem(&mut first, 0x0040, 0x0031, b"UT", b"CRIS");
+        // A nested sequence's own namespace is not the issuer's.
+        let mut nested = Vec::new();
+        le_elem(&mut nested, 0x0040, 0x0031, b"UT", b"NESTED");
+        le_elem(&mut first, 0x0040, 0x0039, b"SQ", &item(&nested));
+        let mut second = Vec::new();
+        le_elem(&mut second, 0x0040, 0x0031, b"UT", b"SECOND");
+        let mut d = Vec::new();
+        le_elem(&mut d, 0x0008, 0x0050, b"SH", b"ACC1");
+        le_elem(
+            &mut d,
+            0x0008,
+            0x0051,
+            b"SQ",
+            &[item(&first), item(&second)].concat(),
+        );
+        // The same tag in another top-level sequence is not collected.
+        le_elem(&mut d, 0x0008, 0x1115, b"SQ", &item(&second));
+        let s = walk_bytes(&d, Encoding::EXPLICIT_LE).unwrap();
+        let issuer =
+            |s: &Summary| item_text(s, ISSUER_OF_ACCESSION_SEQUENCE, LOCAL_NAMESPACE_ENTITY_ID);
+        assert_eq!(issuer(&s).as_deref(), Some("CRIS"));
+        assert_eq!(s.item_values.len(), 1);
+        assert!(!s.values.contains_key(&LOCAL_NAMESPACE_ENTITY_ID));
+
+        // Undefined lengths, sequence and item, say the same.
+        let mut d = Vec::new();
+        d.extend_from_slice(&[
+            0x08, 0x00, 0x51, 0x00, b'S', b'Q', 0, 0, 0xff, 0xff, 0xff, 0xff,
+        ]);
+        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+        le_elem(&mut d, 0x0040, 0x0031, b"UT", b"RIS2");
+        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        let s = walk_bytes(&d, Encoding::EXPLICIT_LE).unwrap();
+        assert_eq!(issuer(&s).as_deref(), Some("RIS2"));
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::catalog::{NewReport, PatientId, ReportOrigin, ReportStatus};
 use crate::hl7::alert::AlertRules;
 use crate::uid::Uid;
 
+use super::parse::{ISSUER_OF_ACCESSION_SEQUENCE, LOCAL_NAMESPACE_ENTITY_ID};
+
 /// SR classes that carry a narrative report.
 const REPORT_SR_CLASSES: &[&str] = &[
     "1.2.840.10008.5.1.4.1.1.88.11", // Basic Text SR
@@ -110,7 +112,7 @@ pub fn read(
         exam_at: None,
         author: None,
         accession_number: text(obj, ACCESSION_NUMBER),
-        issuer_of_accession: None,
+        issuer_of_accession: issuer_of_accession(obj),
         study_uids: Vec::new(),
         placer_number: None,
         filler_number: None,
@@ -135,6 +137,7 @@ pub fn read(
         push_uid(&mut report.study_uids, text(item, STUDY_INSTANCE_UID));
         if report.accession_number.is_none() {
             report.accession_number = text(item, ACCESSION_NUMBER);
+            report.issuer_of_accession = issuer_of_accession(item);
         }
         if report.placer_number.is_none() {
             report.placer_number = text(item, PLACER_ORDER_NUMBER);
@@ -201,6 +204,15 @@ fn collect_text(obj: &InMemDicomObject, out: &mut Vec<String>, depth: usize) {
         }
         collect_text(item, out, depth + 1);
     }
+}
+
+/// The issuer of the Accession Number beside it in `obj`: the Local
+/// Namespace Entity ID of the first Issuer of Accession Number item, the
+/// counterpart of the namespace ID an HL7 EI carries.
+fn issuer_of_accession(obj: &InMemDicomObject) -> Option<String> {
+    items(obj, ISSUER_OF_ACCESSION_SEQUENCE)
+        .first()
+        .and_then(|item| text(item, LOCAL_NAMESPACE_ENTITY_ID))
 }
 
 fn items(obj: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {

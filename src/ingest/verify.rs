@@ -223,8 +223,7 @@ mod tests {
         Summary {
             values: values.iter().map(|(t, v)| (*t, v.to_vec())).collect(),
             pixels,
-            length: 0,
-            implicit_un_sequence: false,
+            ..Summary::default()
         }
     }
 

@@ -654,3 +654,13 @@ pub fn study_of(path: &Path) -> String {
         .trim_end_matches(['\0', ' '])
         .to_owned()
 }
+
+/// Writes one small valid instance with tests/peers/make_study.py into `dir`
+/// (`args` are its options: `--study-uid` and any others); returns its path.
+pub fn make_study(dir: &Path, args: &[&str]) -> PathBuf {
+    let mut all = vec![dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    let out = python("tests/peers/make_study.py", &all);
+    assert!(out.status.success(), "{}", show(&out));
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}

@@ -141,22 +141,19 @@ pub(crate) fn parse_acks(stdout: &[u8]) -> Vec<Ack> {
 
 /// Writes one CT instance of a study and sends it with DCMTK storescu.
 pub(crate) fn send_study(gw: &TestGateway, uid: &str, accession: &str, patient: &str) {
-    let dir = gw.dir.path().join(format!("images-{}", rand_suffix()));
-    let out = python(
-        "tests/peers/make_study.py",
-        &[
-            dir.to_str().unwrap(),
-            "--study-uid",
-            uid,
-            "--accession",
-            accession,
-            "--patient-id",
-            patient,
-        ],
+    send_study_with(
+        gw,
+        uid,
+        &["--accession", accession, "--patient-id", patient],
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    storescu(gw, &PathBuf::from(file));
+}
+
+/// [`send_study`] with any options of tests/peers/make_study.py.
+fn send_study_with(gw: &TestGateway, uid: &str, args: &[&str]) {
+    let dir = gw.dir.path().join(format!("images-{}", rand_suffix()));
+    let mut all = vec!["--study-uid", uid];
+    all.extend_from_slice(args);
+    storescu(gw, &make_study(&dir, &all));
 }
 
 /// storescu's own default calling AE.
@@ -265,6 +262,117 @@ fn hl7_reports_link_by_study_uid_accession_and_order() {
             .as_array()
             .unwrap()
             .is_empty()
+    );
+}
+
+/// Accession numbers are unique only per issuer: the issuer DICOM carries
+/// (Issuer of Accession Number Sequence) is compared with the namespace of
+/// the report's accession (IPC-1 here), so a report of one issuer never links
+/// to another issuer's study with the same number.
+#[test]
+fn an_accession_links_only_within_its_issuer() {
+    let gw = TestGateway::with(Options {
+        reports_extra: "[reports.hl7.fields]\naccession = \"IPC-1\"\n".into(),
+        ..Options::default()
+    });
+    let ours = format!("{ROOT}.5.1");
+    let theirs = format!("{ROOT}.5.2");
+    let unissued = format!("{ROOT}.5.3");
+    let patient = ["--patient-id", PATIENT];
+    send_study_with(
+        &gw,
+        &ours,
+        &[
+            &["--accession", "ACC-I1", "--accession-issuer", "CRIS"][..],
+            &patient,
+        ]
+        .concat(),
+    );
+    send_study_with(
+        &gw,
+        &theirs,
+        &[
+            &["--accession", "ACC-I2", "--accession-issuer", "OTHER-TRUST"][..],
+            &patient,
+        ]
+        .concat(),
+    );
+    send_study_with(
+        &gw,
+        &unissued,
+        &[&["--accession", "ACC-I3"][..], &patient].concat(),
+    );
+    assert_eq!(study(&gw, &ours)["issuer_of_accession"], "CRIS");
+    assert_eq!(study(&gw, &theirs)["issuer_of_accession"], "OTHER-TRUST");
+    assert_eq!(study(&gw, &unissued)["issuer_of_accession"], Value::Null);
+
+    // IPC-1 is ACCESSION^CRIS in this fixture; no study UID is given.
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[
+            fixture(
+                "oru-ipc-study-uid.hl7",
+                &subs("I-1", "", "ACC-I1", "PL-I1", "FL-I1"),
+            ),
+            fixture(
+                "oru-ipc-study-uid.hl7",
+                &subs("I-2", "", "ACC-I2", "PL-I2", "FL-I2"),
+            ),
+            fixture(
+                "oru-ipc-study-uid.hl7",
+                &subs("I-3", "", "ACC-I3", "PL-I3", "FL-I3"),
+            ),
+        ],
+    );
+    for ack in &acks {
+        assert_eq!(ack.code, "AA", "{ack:?}");
+    }
+    assert!(acks[0].text.contains("linked to 1 study"), "{:?}", acks[0]);
+    assert!(
+        acks[1].text.contains("no study matches yet"),
+        "{:?}",
+        acks[1]
+    );
+    // A study without an issuer may be any issuer's.
+    assert!(acks[2].text.contains("linked to 1 study"), "{:?}", acks[2]);
+
+    let s = study(&gw, &ours);
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(link_rules(&s), ["accession"]);
+    let s = study(&gw, &theirs);
+    assert_eq!(s["state"], "unreported", "{s:#}");
+    assert_eq!(link_rules(&study(&gw, &unissued)), ["accession"]);
+    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    assert_eq!(unmatched.as_array().unwrap().len(), 1, "{unmatched:#}");
+    assert_eq!(unmatched[0]["accession_number"], "ACC-I2");
+    assert_eq!(unmatched[0]["issuer_of_accession"], "CRIS");
+
+    // A DICOM SR in a study of its own names its request's accession with
+    // the issuer beside it: it links to that issuer's study only.
+    for (n, acc) in [(90, "ACC-I1"), (91, "ACC-I2")] {
+        let sr = make_sr(
+            &gw,
+            &[
+                "--kind",
+                "basic-text",
+                "--study-uid",
+                &format!("{ROOT}.5.{n}"),
+                "--ref-accession",
+                acc,
+                "--ref-accession-issuer",
+                "OTHER-TRUST",
+            ],
+        );
+        storescu(&gw, &sr);
+    }
+    let s = study(&gw, &theirs);
+    assert_eq!(s["state"], "reported", "{s:#}");
+    assert_eq!(link_rules(&s), ["accession"]);
+    assert_eq!(
+        link_rules(&study(&gw, &ours)),
+        ["accession"],
+        "the HL7 one only"
     );
 }
 

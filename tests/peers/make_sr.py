@@ -27,10 +27,11 @@ Kinds (SOP Class UID in brackets):
 
 Every kind takes the common options (--study-uid, --series-uid, --sop-uid,
 --accession, --patient-id, --patient-name, --study-date, --study-time,
---ref-study-uid, --ref-accession). --ref-study-uid adds a Current Requested
-Procedure Evidence Sequence naming that study (with a made-up CT image in
-it); --ref-accession adds a Referenced Request Sequence item with that
-Accession Number. The SR kinds, dose and cad also take --text, --completion,
+--ref-study-uid, --ref-accession, --ref-accession-issuer). --ref-study-uid
+adds a Current Requested Procedure Evidence Sequence naming that study (with
+a made-up CT image in it); --ref-accession adds a Referenced Request Sequence
+item with that Accession Number, and --ref-accession-issuer its Issuer of
+Accession Number Sequence (as a Local Namespace Entity ID). The SR kinds, dose and cad also take --text, --completion,
 --verification, --author and --verified-at; pdf takes --text and --author.
 Content Date/Time are the date and time of --verified-at.
 
@@ -205,6 +206,10 @@ def add_references(ds, args):
         request = Dataset()
         request.StudyInstanceUID = args.ref_study_uid or args.study_uid
         request.AccessionNumber = args.ref_accession
+        if args.ref_accession_issuer:
+            issuer = Dataset()
+            issuer.LocalNamespaceEntityID = args.ref_accession_issuer
+            request.IssuerOfAccessionNumberSequence = [issuer]
         request.PlacerOrderNumberImagingServiceRequest = ""
         request.FillerOrderNumberImagingServiceRequest = ""
         request.RequestedProcedureID = "RP1"
@@ -341,6 +346,7 @@ def main():
     parser.add_argument("--study-time", default="091500")
     parser.add_argument("--ref-study-uid", help="adds Current Requested Procedure Evidence")
     parser.add_argument("--ref-accession", help="adds a Referenced Request Sequence item")
+    parser.add_argument("--ref-accession-issuer", help="the issuer of --ref-accession")
     parser.add_argument("--text", default="No acute abnormality.")
     parser.add_argument("--completion", default="COMPLETE", choices=["COMPLETE", "PARTIAL"])
     parser.add_argument("--verification", default="VERIFIED", choices=["VERIFIED", "UNVERIFIED"])

@@ -3,14 +3,17 @@
 by its SOP Instance UID), for the report-linking tests: the study's UID,
 accession number and patient ID are the keys reports link by.
 
-  make_study.py OUTDIR --study-uid UID [--accession A] [--patient-id P]
+  make_study.py OUTDIR --study-uid UID [--accession A] [--accession-issuer I]
+                [--patient-id P]
                 [--study-date YYYYMMDD] [--index N] [--modality M]
                 [--instance-created YYYYMMDDHHMMSS]
 
 --modality (default CT) sets Modality and a matching image storage class
 (CT, MR, CR, DX, US; Secondary Capture for any other). --instance-created
 sets Instance Creation Date and Time (local time, no offset), for the
-clock-skew checks; without it the instance carries neither."""
+clock-skew checks; without it the instance carries neither.
+--accession-issuer adds an Issuer of Accession Number Sequence whose item
+names the issuer as its Local Namespace Entity ID."""
 import argparse
 import os
 
@@ -34,6 +37,7 @@ def main():
     p.add_argument("out")
     p.add_argument("--study-uid", required=True)
     p.add_argument("--accession", default="")
+    p.add_argument("--accession-issuer", default="")
     p.add_argument("--patient-id", default="RXX0000001")
     p.add_argument("--study-date", default="20261120")
     p.add_argument("--index", type=int, default=1)
@@ -60,6 +64,10 @@ def main():
     ds.PatientID = a.patient_id
     ds.PatientName = "TEST^REPORTS"
     ds.AccessionNumber = a.accession
+    if a.accession_issuer:
+        issuer = Dataset()
+        issuer.LocalNamespaceEntityID = a.accession_issuer
+        ds.IssuerOfAccessionNumberSequence = [issuer]
     ds.Modality = a.modality
     if a.instance_created:
         ds.InstanceCreationDate = a.instance_created[:8]
