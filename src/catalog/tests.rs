@@ -194,6 +194,21 @@ fn version_7_alarms_survive_the_kind_check_rebuild() {
     assert!(next_id > 41, "ids keep counting after the copied rows");
 }
 
+/// A CLI command opens the catalog while the server writes: with the schema
+/// current, opening only reads the version and never waits for the write
+/// lock (before, it took it for the migration check and, behind a long
+/// write, failed with "database is locked" after the busy timeout).
+#[test]
+fn opening_a_current_catalog_does_not_take_the_write_lock() {
+    let (_dir, path) = temp_db();
+    drop(Store::open(&path, true).expect("create"));
+    let writer = rusqlite::Connection::open(&path).expect("raw open");
+    writer.execute_batch("BEGIN IMMEDIATE").expect("hold the write lock");
+    let store = Store::open(&path, true).expect("open beside a writer");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    writer.execute_batch("COMMIT").expect("release");
+}
+
 #[test]
 fn newer_schema_is_refused_and_left_alone() {
     let (_dir, path) = temp_db();
