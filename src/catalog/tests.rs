@@ -203,7 +203,9 @@ fn opening_a_current_catalog_does_not_take_the_write_lock() {
     let (_dir, path) = temp_db();
     drop(Store::open(&path, true).expect("create"));
     let writer = rusqlite::Connection::open(&path).expect("raw open");
-    writer.execute_batch("BEGIN IMMEDIATE").expect("hold the write lock");
+    writer
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("hold the write lock");
     let store = Store::open(&path, true).expect("open beside a writer");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     writer.execute_batch("COMMIT").expect("release");

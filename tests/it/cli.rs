@@ -1,6 +1,5 @@
 //! The command line: exit codes, JSON shapes, and the fixity check.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -199,19 +198,8 @@ fn echo_reports_success_and_an_unreachable_peer_exits_1() {
 /// storescu under the calling AE `aet`.
 fn send_as(gw: &TestGateway, aet: &str, modality: &str, study: &str) {
     let dir = gw.dir.path().join(format!("study-{study}"));
-    let out = python(
-        "tests/peers/make_study.py",
-        &[
-            dir.to_str().unwrap(),
-            "--study-uid",
-            study,
-            "--modality",
-            modality,
-        ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    storescu_as(gw, aet, Path::new(&file));
+    let file = make_study(&dir, &["--study-uid", study, "--modality", modality]);
+    storescu_as(gw, aet, &file);
 }
 
 #[test]

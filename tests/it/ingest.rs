@@ -2,7 +2,6 @@
 //! catalogued; every invalid one gets its status and Error Comment and is
 //! not stored as an instance.
 
-use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -281,19 +280,12 @@ fn send_created_at(gw: &TestGateway, aet: &str, study: &str, created: jiff::Time
         .dir
         .path()
         .join(format!("created-{}", created.as_millisecond()));
-    let out = python(
-        "tests/peers/make_study.py",
-        &[
-            dir.to_str().unwrap(),
-            "--study-uid",
-            study,
-            "--instance-created",
-            &local.strftime("%Y%m%d%H%M%S").to_string(),
-        ],
+    let created = local.strftime("%Y%m%d%H%M%S").to_string();
+    let file = make_study(
+        &dir,
+        &["--study-uid", study, "--instance-created", &created],
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    storescu_as(gw, aet, Path::new(&file));
+    storescu_as(gw, aet, &file);
 }
 
 #[test]

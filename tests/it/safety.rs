@@ -90,12 +90,9 @@ fn study_file(
     date: &str,
     index: u32,
 ) -> PathBuf {
-    let out = python(
-        "tests/peers/make_study.py",
+    make_study(
+        &dir.join(format!("images-{accession}-{index}")),
         &[
-            dir.join(format!("images-{accession}-{index}"))
-                .to_str()
-                .unwrap(),
             "--study-uid",
             uid,
             "--accession",
@@ -107,9 +104,7 @@ fn study_file(
             "--index",
             &index.to_string(),
         ],
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    )
 }
 
 /// DCMTK storescu (verbose: it then prints each response's status) to a

@@ -63,10 +63,9 @@ to = ["imaging-leads@example.org"]
 }
 
 fn send_study(dir: &Path, port: u16, uid: &str, accession: &str) {
-    let out = python(
-        "tests/peers/make_study.py",
+    let file = make_study(
+        &dir.join(format!("images-{accession}")),
         &[
-            dir.join(format!("images-{accession}")).to_str().unwrap(),
             "--study-uid",
             uid,
             "--accession",
@@ -75,8 +74,6 @@ fn send_study(dir: &Path, port: u16, uid: &str, accession: &str) {
             PATIENT,
         ],
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let file = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let out = dcmtk(
         "storescu",
         &[
@@ -358,10 +355,9 @@ fn a_conflicting_resend_raises_an_integrity_alarm() {
     let uid = format!("{ROOT}.4.1");
     send_study(gw.dir.path(), gw.port, &uid, "ACC-I1");
     // The same SOP Instance UID again, with other content: kept aside.
-    let out = python(
-        "tests/peers/make_study.py",
+    let file = make_study(
+        &gw.dir.path().join("conflict"),
         &[
-            gw.dir.path().join("conflict").to_str().unwrap(),
             "--study-uid",
             &uid,
             "--accession",
@@ -370,11 +366,15 @@ fn a_conflicting_resend_raises_an_integrity_alarm() {
             PATIENT,
         ],
     );
-    assert!(out.status.success(), "{}", show(&out));
-    let file = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     let _ = dcmtk(
         "storescu",
-        &["-aec", AE, "127.0.0.1", &gw.port.to_string(), &file],
+        &[
+            "-aec",
+            AE,
+            "127.0.0.1",
+            &gw.port.to_string(),
+            file.to_str().unwrap(),
+        ],
     );
     wait_for("the integrity alarm", Duration::from_secs(15), || {
         cli(&gw.config_path, &["alarms", "--open", "--json"])
