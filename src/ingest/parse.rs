@@ -614,6 +614,18 @@ mod tests {
         out.extend_from_slice(value);
     }
 
+    /// An undefined-length explicit VR LE sequence with one undefined-length
+    /// item holding `elements`.
+    fn undefined_sequence(out: &mut Vec<u8>, g: u16, e: u16, elements: &[u8]) {
+        out.extend_from_slice(&g.to_le_bytes());
+        out.extend_from_slice(&e.to_le_bytes());
+        out.extend_from_slice(&[b'S', b'Q', 0, 0, 0xff, 0xff, 0xff, 0xff]);
+        out.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
+        out.extend_from_slice(elements);
+        out.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
+        out.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+    }
+
     fn walk_bytes(bytes: &[u8], enc: Encoding) -> Result<Summary, Error> {
         let mut src = SeekSource::new(Cursor::new(bytes), 0, bytes.len() as u64).unwrap();
         walk(&mut src, enc)
@@ -629,14 +641,9 @@ mod tests {
             b"1.2.840.10008.5.1.4.1.1.2\0",
         );
         le_elem(&mut d, 0x0008, 0x0018, b"UI", b"1.2.3.4\0");
-        // An undefined-length sequence with one undefined-length item.
-        d.extend_from_slice(&[
-            0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xff, 0xff, 0xff, 0xff,
-        ]);
-        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
-        le_elem(&mut d, 0x0008, 0x1150, b"UI", b"1.2\0");
-        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
-        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        let mut referenced = Vec::new();
+        le_elem(&mut referenced, 0x0008, 0x1150, b"UI", b"1.2\0");
+        undefined_sequence(&mut d, 0x0008, 0x1115, &referenced);
         le_elem(&mut d, 0x0028, 0x0010, b"US", &2u16.to_le_bytes());
         le_elem(&mut d, 0x7fe0, 0x0010, b"OW", &[0u8; 8]);
         d
@@ -689,14 +696,10 @@ mod tests {
         assert!(!s.values.contains_key(&LOCAL_NAMESPACE_ENTITY_ID));
 
         // Undefined lengths, sequence and item, say the same.
+        let mut namespace = Vec::new();
+        le_elem(&mut namespace, 0x0040, 0x0031, b"UT", b"RIS2");
         let mut d = Vec::new();
-        d.extend_from_slice(&[
-            0x08, 0x00, 0x51, 0x00, b'S', b'Q', 0, 0, 0xff, 0xff, 0xff, 0xff,
-        ]);
-        d.extend_from_slice(&[0xfe, 0xff, 0x00, 0xe0, 0xff, 0xff, 0xff, 0xff]);
-        le_elem(&mut d, 0x0040, 0x0031, b"UT", b"RIS2");
-        d.extend_from_slice(&[0xfe, 0xff, 0x0d, 0xe0, 0, 0, 0, 0]);
-        d.extend_from_slice(&[0xfe, 0xff, 0xdd, 0xe0, 0, 0, 0, 0]);
+        undefined_sequence(&mut d, 0x0008, 0x0051, &namespace);
         let s = walk_bytes(&d, Encoding::EXPLICIT_LE).unwrap();
         assert_eq!(issuer(&s).as_deref(), Some("RIS2"));
     }

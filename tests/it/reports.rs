@@ -307,24 +307,17 @@ fn an_accession_links_only_within_its_issuer() {
     assert_eq!(study(&gw, &unissued)["issuer_of_accession"], Value::Null);
 
     // IPC-1 is ACCESSION^CRIS in this fixture; no study UID is given.
-    let acks = mllp_send(
-        gw.hl7_port,
-        gw.dir.path(),
-        &[
+    let messages: Vec<Vec<u8>> = (1..=3)
+        .map(|n| {
+            let [id, acc, placer, filler] =
+                ["I-", "ACC-I", "PL-I", "FL-I"].map(|p| format!("{p}{n}"));
             fixture(
                 "oru-ipc-study-uid.hl7",
-                &subs("I-1", "", "ACC-I1", "PL-I1", "FL-I1"),
-            ),
-            fixture(
-                "oru-ipc-study-uid.hl7",
-                &subs("I-2", "", "ACC-I2", "PL-I2", "FL-I2"),
-            ),
-            fixture(
-                "oru-ipc-study-uid.hl7",
-                &subs("I-3", "", "ACC-I3", "PL-I3", "FL-I3"),
-            ),
-        ],
-    );
+                &subs(&id, "", &acc, &placer, &filler),
+            )
+        })
+        .collect();
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
     for ack in &acks {
         assert_eq!(ack.code, "AA", "{ack:?}");
     }
