@@ -7,6 +7,9 @@
 #
 # Environment:
 #   BENCH_N        CT instances per run (default 2000)
+#   BENCH_ROUNDS   rounds of the runs the speed targets compare (default 3); each
+#                  round runs them all once, in turn, and every ratio is the
+#                  median of the rounds' ratios, shown with their range
 #   BENCH_STOCK_N  instances for stock storescu -> stock storescp, which stalls
 #                  on Nagle + delayed ACKs at ~20/s (default 200, at most BENCH_N)
 #   BENCH_DOCS=0   do not write the ingest section of docs/benchmarks.md
@@ -32,6 +35,8 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N=${BENCH_N:-2000}
+ROUNDS=${BENCH_ROUNDS:-3}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a positive whole number" >&2; exit 2; }
 STOCK_N=${BENCH_STOCK_N:-200}
 if (( STOCK_N > N )); then STOCK_N=$N; fi
 PYTHON=${PYTHON:-python3}
@@ -198,15 +203,33 @@ check_storescp() {
     [[ $files == "$expected" ]] || die "storescp stored $files of $expected instances in $dir/out"
 }
 
-declare -A COUNT SECS RATE
+# Per run KEY: COUNT, and space-separated lists with one entry per round
+# (SECS_ALL, RATE_ALL); SECS and RATE hold the medians once `summarise` ran.
+declare -A COUNT SECS RATE SECS_ALL RATE_ALL
 ORDER=()
 ODD=()
 record() {  # record KEY COUNT SECONDS
+    local rate
+    rate=$(awk -v n="$2" -v s="$3" 'BEGIN { printf "%.1f", n / s }')
+    [[ -v "COUNT[$1]" ]] || ORDER+=("$1")
     COUNT[$1]=$2
-    SECS[$1]=$3
-    RATE[$1]=$(awk -v n="$2" -v s="$3" 'BEGIN { printf "%.1f", n / s }')
-    ORDER+=("$1")
-    log "$(printf '%-48s %5d in %8.3f s = %8.1f instances/s' "$1" "$2" "$3" "${RATE[$1]}")"
+    SECS_ALL[$1]+="${SECS_ALL[$1]:+ }$3"
+    RATE_ALL[$1]+="${RATE_ALL[$1]:+ }$rate"
+    log "$(printf '%-48s %5d in %8.3f s = %8.1f instances/s' "$1" "$2" "$3" "$rate")"
+}
+# median NUMBER... (printed with the precision of awk's %g, enough here)
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+summarise() {
+    local k
+    for k in "${ORDER[@]}"; do
+        # shellcheck disable=SC2086  # the lists are numbers split on spaces
+        SECS[$k]=$(printf '%.3f' "$(median ${SECS_ALL[$k]})")
+        # shellcheck disable=SC2086
+        RATE[$k]=$(printf '%.1f' "$(median ${RATE_ALL[$k]})")
+    done
 }
 
 # ---------------------------------------------------------------- build, data
@@ -245,21 +268,27 @@ K_NULL1="storescp --ignore (stores nothing), 1 assoc"
 
 # ---------------------------------------------------------------- the runs
 
-log "run: $K_FLOOR"
-dir=$(fresh_dir floor)
-cnt=0 secs=0 FLOOR_DURABLE=0
-read -r cnt secs FLOOR_DURABLE < <("$PYTHON" "$ROOT/bench/durability_floor.py" "$dir" "${FILES[@]}") || true
-[[ $cnt == "$N" ]] || die "durability floor made $cnt of $N files durable"
-record "$K_FLOOR" "$cnt" "$(printf '%.3f' "$secs")"
-rm -rf "$dir/store"
+FLOOR_DURABLE_ALL=()
+run_floor() {
+    log "run: $K_FLOOR"
+    local dir cnt=0 secs=0 durable=0
+    dir=$(fresh_dir floor)
+    read -r cnt secs durable < <("$PYTHON" "$ROOT/bench/durability_floor.py" "$dir" "${FILES[@]}") || true
+    [[ $cnt == "$N" ]] || die "durability floor made $cnt of $N files durable"
+    record "$K_FLOOR" "$cnt" "$(printf '%.3f' "$secs")"
+    FLOOR_DURABLE_ALL+=("$durable")
+    rm -rf "$dir/store"
+}
 
-log "run: $K_STREAM"
-dir=$(fresh_dir stream)
-sync
-cnt=0 secs=0
-read -r cnt secs < <("$PYTHON" "$ROOT/bench/durability_floor.py" --stream "$dir" "${FILES[@]}") || true
-[[ $cnt == "$N" ]] || die "the stream run wrote $cnt of $N files"
-record "$K_STREAM" "$cnt" "$(printf '%.3f' "$secs")"
+run_stream() {
+    log "run: $K_STREAM"
+    local dir cnt=0 secs=0
+    dir=$(fresh_dir stream)
+    sync
+    read -r cnt secs < <("$PYTHON" "$ROOT/bench/durability_floor.py" --stream "$dir" "${FILES[@]}") || true
+    [[ $cnt == "$N" ]] || die "the stream run wrote $cnt of $N files"
+    record "$K_STREAM" "$cnt" "$(printf '%.3f' "$secs")"
+}
 
 # run_studywatch KEY RUNDIR FSYNC NODELAY ASSOCS FILE...
 run_studywatch() {
@@ -297,15 +326,22 @@ run_storescp() {
     rm -rf "$dir/out"
 }
 
-run_studywatch "$K_SW1"   sw-fsync-1 true  1 1 "${FILES[@]}"
-run_studywatch "$K_SW4"   sw-fsync-4 true  1 4 "${FILES[@]}"
-run_storescp   "$K_SCP4"  scp-fork-4 1     1 4 "${FILES[@]}"
-run_studywatch "$K_SWOFF" sw-nofsync-1 false 1 1 "${FILES[@]}"
-run_storescp   "$K_SCP1"  scp-1      1     0 1 "${FILES[@]}"
+# The runs the speed targets and their bounds compare, ROUNDS times in turn,
+# so that a drift of the VM's speed lands on both sides of each ratio.
+for (( round = 1; round <= ROUNDS; round++ )); do
+    log "round $round of $ROUNDS"
+    run_floor
+    run_stream
+    STORESCP_IGNORE=1 run_storescp "$K_NULL1" scp-ignore-1 1 0 1 "${FILES[@]}"
+    run_studywatch "$K_SW1"   sw-fsync-1 true  1 1 "${FILES[@]}"
+    run_studywatch "$K_SW4"   sw-fsync-4 true  1 4 "${FILES[@]}"
+    run_storescp   "$K_SCP4"  scp-fork-4 1     1 4 "${FILES[@]}"
+    run_studywatch "$K_SWOFF" sw-nofsync-1 false 1 1 "${FILES[@]}"
+    run_storescp   "$K_SCP1"  scp-1      1     0 1 "${FILES[@]}"
+done
 run_studywatch "$K_STOCK_SWOFF" stock-sw-nofsync false 0 1 "${FILES[@]}"
 run_studywatch "$K_STOCK_SWON"  stock-sw-fsync   true  0 1 "${FILES[@]}"
 run_storescp   "$K_STOCK_SCP"   stock-scp        0     0 1 "${STOCK_FILES[@]}"
-STORESCP_IGNORE=1 run_storescp "$K_NULL1" scp-ignore-1 1 0 1 "${FILES[@]}"
 
 log "run: peak RSS while receiving one 1 GiB instance"
 dir=$(fresh_dir rss)
@@ -329,15 +365,34 @@ log "1 GiB instance in $MF_SECS s; RSS idle $IDLE_MIB MiB, peak $PEAK_MIB MiB, +
 
 # ---------------------------------------------------------------- report
 
+summarise
+FLOOR_DURABLE=$(median "${FLOOR_DURABLE_ALL[@]}")
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() {  # verdict VALUE OP LIMIT
     awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN {
         ok = (op == ">=") ? (v >= l) : (v < l); print ok ? "PASS" : "FAIL" }'
 }
-
-R4=$(ratio "${RATE[$K_SW4]}" "${RATE[$K_SCP4]}")
-R1=$(ratio "${RATE[$K_SW1]}" "${RATE[$K_FLOOR]}")
-ROFF=$(ratio "${RATE[$K_SWOFF]}" "${RATE[$K_SCP1]}")
+# per_round A B: each round's ratio of run A's rate to run B's, one per line.
+per_round() {
+    local a=(${RATE_ALL[$1]}) b=(${RATE_ALL[$2]}) i
+    for i in "${!a[@]}"; do ratio "${a[i]}" "${b[i]}"; echo; done
+}
+# spread RATIO...: their median as "M×", then " (LOW–HIGH)" when there are several.
+spread() {
+    local lo hi
+    printf '%.2f×' "$(median "$@")"
+    (( $# > 1 )) || return 0
+    lo=$(printf '%s\n' "$@" | sort -g | head -n 1)
+    hi=$(printf '%s\n' "$@" | sort -g | tail -n 1)
+    printf ' (%s–%s)' "$lo" "$hi"
+}
+# Each target: the median of the rounds' ratios (for `verdict`) and, for the
+# table, that median with the rounds' range.
+mapfile -t r < <(per_round "$K_SW4" "$K_SCP4"); R4=$(median "${r[@]}"); R4_SPREAD=$(spread "${r[@]}")
+mapfile -t r < <(per_round "$K_SW1" "$K_FLOOR"); R1=$(median "${r[@]}"); R1_SPREAD=$(spread "${r[@]}")
+mapfile -t r < <(per_round "$K_SWOFF" "$K_SCP1"); ROFF=$(median "${r[@]}"); ROFF_SPREAD=$(spread "${r[@]}")
+mapfile -t r < <(per_round "$K_STREAM" "$K_SCP4"); B4_SPREAD=$(spread "${r[@]}")
 RSTOCK=$(ratio "${RATE[$K_STOCK_SWOFF]}" "${RATE[$K_STOCK_SCP]}")
 RSTOCK_ON=$(ratio "${RATE[$K_STOCK_SWON]}" "${RATE[$K_STOCK_SCP]}")
 
@@ -346,35 +401,43 @@ RSTOCK_ON=$(ratio "${RATE[$K_STOCK_SWON]}" "${RATE[$K_STOCK_SCP]}")
 #   faster than the disk's sequential durable bandwidth ($K_STREAM);
 # - fsync=on, 1 assoc: the sender's own cycle with a receiver that does
 #   nothing ($K_NULL1), plus the floor's durable steps after the last byte.
-BOUND1_RATE=$(awk -v nr="${RATE[$K_NULL1]}" -v d="$FLOOR_DURABLE" -v n="$N" \
-    'BEGIN { printf "%.1f", 1 / (1 / nr + d / n) }')
-B4=$(ratio "${RATE[$K_STREAM]}" "${RATE[$K_SCP4]}")
-B1=$(ratio "$BOUND1_RATE" "${RATE[$K_FLOOR]}")
+# Worked out per round, from that round's null receiver and floor.
+nulls=(${RATE_ALL[$K_NULL1]})
+floors=(${RATE_ALL[$K_FLOOR]})
+bounds=() r=()
+for i in "${!nulls[@]}"; do
+    bounds+=("$(awk -v nr="${nulls[i]}" -v d="${FLOOR_DURABLE_ALL[i]}" -v n="$N" \
+        'BEGIN { printf "%.1f", 1 / (1 / nr + d / n) }')")
+    r+=("$(ratio "${bounds[i]}" "${floors[i]}")")
+done
+BOUND1_RATE=$(printf '%.1f' "$(median "${bounds[@]}")")
+B1_SPREAD=$(spread "${r[@]}")
 FLOOR_DURABLE_MS=$(awk -v d="$FLOOR_DURABLE" -v n="$N" 'BEGIN { printf "%.2f", d / n * 1000 }')
 FLOOR_WRITE_MS=$(awk -v d="$FLOOR_DURABLE" -v s="${SECS[$K_FLOOR]}" -v n="$N" \
     'BEGIN { printf "%.2f", (s - d) / n * 1000 }')
 NULL_MS=$(awk -v r="${RATE[$K_NULL1]}" 'BEGIN { printf "%.2f", 1000 / r }')
 
-TABLE="| Run | Instances | Seconds | Instances/s |
-|---|---:|---:|---:|"
+TABLE="| Run | Instances | Seconds | Instances/s | Each round's instances/s |
+|---|---:|---:|---:|---|"
 for k in "${ORDER[@]}"; do
-    TABLE+=$'\n'"| $k | ${COUNT[$k]} | ${SECS[$k]} | ${RATE[$k]} |"
+    rounds=${RATE_ALL[$k]}
+    TABLE+=$'\n'"| $k | ${COUNT[$k]} | ${SECS[$k]} | ${RATE[$k]} | ${rounds// /, } |"
 done
 
 TARGETS="| Target | Measured | Goal | Result | Bound on this machine |
 |---|---:|---:|---|---:|
-| fsync=on, 4 assoc vs storescp --fork, 4 assoc | ${R4}× | ≥ 1.0× | $(verdict "$R4" ">=" 1.0) | ${B4}× |
-| fsync=on, 1 assoc vs durability floor | ${R1}× | ≥ 0.8× | $(verdict "$R1" ">=" 0.8) | ≈ ${B1}× |
-| fsync=off, 1 assoc vs storescp, 1 assoc | ${ROFF}× | ≥ 1.0× | $(verdict "$ROFF" ">=" 1.0) | — |
+| fsync=on, 4 assoc vs storescp --fork, 4 assoc | ${R4_SPREAD} | ≥ 1.0× | $(verdict "$R4" ">=" 1.0) | ${B4_SPREAD} |
+| fsync=on, 1 assoc vs durability floor | ${R1_SPREAD} | ≥ 0.8× | $(verdict "$R1" ">=" 0.8) | ≈ ${B1_SPREAD} |
+| fsync=off, 1 assoc vs storescp, 1 assoc | ${ROFF_SPREAD} | ≥ 1.0× | $(verdict "$ROFF" ">=" 1.0) | — |
 | stock sender: studywatch (fsync=off) vs storescp | ${RSTOCK}× | ≥ 10× | $(verdict "$RSTOCK" ">=" 10) | — |
 | peak RSS receiving one 1 GiB instance, above idle | ${RSS_DELTA} MiB | < 64 MiB | $(verdict "$RSS_DELTA" "<" 64) | — |
 | (for information) stock sender: studywatch fsync=on vs storescp | ${RSTOCK_ON}× | — | — | — |"
 
-BOUNDS="- fsync=on, 4 assoc: **${B4}×** storescp --fork. The disk took the same $DATA_MB MB as one
+BOUNDS="- fsync=on, 4 assoc: **${B4_SPREAD}** storescp --fork. The disk took the same $DATA_MB MB as one
   sequential stream (4 MiB writes, one fdatasync) at ${RATE[$K_STREAM]} instances/s. A receiver that
   makes every byte durable before its last answer cannot take them in faster; storescp
   --fork leaves them in the page cache.
-- fsync=on, 1 assoc: **≈ ${B1}×** the floor (${BOUND1_RATE} instances/s). storescu's own cycle
+- fsync=on, 1 assoc: **≈ ${B1_SPREAD}** the floor (${BOUND1_RATE} instances/s). storescu's own cycle
   with a receiver that stores nothing (storescp --ignore) is ${NULL_MS} ms per instance. Each
   instance then needs the floor's durable steps after its last byte (fsync, rename,
   directory fsync, commit): ${FLOOR_DURABLE_MS} ms per instance in the floor run. storescu waits for
@@ -437,6 +500,10 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
         echo "  (bench/.work). studywatch answers only after its durable steps when fsync=on;"
         echo "  storescp never fsyncs. Each run starts with an empty storage directory and catalog,"
         echo "  after a \`sync\`; page caches are not dropped."
+        echo "- Rounds: the runs the speed targets compare (the floor, studywatch fsync=on on 1 and 4"
+        echo "  associations, storescp --fork, studywatch fsync=off, storescp) ran $ROUNDS times in turn."
+        echo "  The table gives each run's median and every round's rate; a target's ratio is the"
+        echo "  median of the rounds' ratios (each side from the same round), its range in brackets."
         echo "- Durability floor: \`bench/durability_floor.py\` — per file: write, fsync, rename into"
         echo "  a directory, fsync of the directory, one SQLite commit (WAL, synchronous=FULL); no"
         echo "  network, no parsing, no hashing. It is the most a durable receiver can do on one"
