@@ -331,9 +331,14 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     let s = &shape.study;
     writeln!(out, "study        {}", s.study_uid)?;
+    let issuer = s
+        .issuer_of_accession
+        .as_deref()
+        .map(|i| format!(" (issued by {i})"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "accession    {}",
+        "accession    {}{issuer}",
         s.accession_number.as_deref().unwrap_or("-")
     )?;
     writeln!(

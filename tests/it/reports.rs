@@ -305,6 +305,11 @@ fn an_accession_links_only_within_its_issuer() {
     assert_eq!(study(&gw, &ours)["issuer_of_accession"], "CRIS");
     assert_eq!(study(&gw, &theirs)["issuer_of_accession"], "OTHER-TRUST");
     assert_eq!(study(&gw, &unissued)["issuer_of_accession"], Value::Null);
+    let text = show(&gw.cli(&["study", &ours]));
+    assert!(
+        text.contains("accession    ACC-I1 (issued by CRIS)"),
+        "{text}"
+    );
 
     // IPC-1 is ACCESSION^CRIS in this fixture; no study UID is given.
     let messages: Vec<Vec<u8>> = (1..=3)
