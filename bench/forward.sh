@@ -112,8 +112,6 @@ QUIET=${BENCH_QUIET:-0}
 PYTHON=${PYTHON:-python3}
 DATA=$ROOT/bench/.data
 WORK=$ROOT/bench/.work/forward
-DEFAULT_BIN=$ROOT/target/release/studywatch
-BIN=${BIN:-$DEFAULT_BIN}
 MAX_PDU=65536
 TARGET_RATIO=0.9
 # Always DCMTK's binaries: a pynetdicom install may put its own `storescu`
@@ -737,16 +735,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     DEV=$(basename "$(df /work | awk 'NR == 2 { print $1 }')")
     ROT=$(cat "/sys/block/$DEV/queue/rotational" 2>/dev/null || echo "?")
     DCMTK_V=$("$STORESCU" --version 2>&1 | awk 'NR == 1 { sub(/^v/, "", $3); print $3 }')
-    # The last commit that changed the code: later ones (this script, its
-    # figures) do not change what is measured.
-    REV=$(cd "$ROOT" && git log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || true)
-    REV=${REV:-"no commit yet"}
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        REV+=" with uncommitted changes in src/"
-    fi
-    if [[ $BIN != "$DEFAULT_BIN" ]]; then
-        REV+="; the binary built from it, run as \`BIN=$BIN\`"
-    fi
+    REV=$(code_rev)
     if [[ $N == 2000 && $ROUNDS == 3 ]]; then SIZE_NOTE="a full run"; else
         SIZE_NOTE="a **reduced** run (BENCH_N=$N, BENCH_ROUNDS=$ROUNDS; the full run is 2,000 in 3 rounds)"; fi
     {

@@ -11,6 +11,8 @@
 #   BENCH_DOCS=0           do not write the hl7 section of docs/benchmarks.md
 #   BENCH_BUILD=0          skip `cargo build --release` (use the studywatch and
 #                          hl7_load binaries already built)
+#   BIN                    the studywatch binary to measure (default
+#                          target/release/studywatch)
 #   PYTHON                 interpreter for the script's small helpers (free ports,
 #                          reading JSON, bench/write_section.py; default python3,
 #                          standard library only)
@@ -46,7 +48,6 @@ N=${BENCH_HL7_N:-20000}
 CONNECTIONS=${BENCH_HL7_CONNECTIONS:-4}
 PYTHON=${PYTHON:-python3}
 WORK=$ROOT/bench/.work/hl7
-BIN=$ROOT/target/release/studywatch
 LOAD=$ROOT/target/release/examples/hl7_load
 TARGET_RATE=2000
 TARGET_P99_MS=20
@@ -241,10 +242,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     DEV=$(basename "$(df /work | awk 'NR == 2 { print $1 }')")
     ROT=$(cat "/sys/block/$DEV/queue/rotational" 2>/dev/null || echo "?")
     RUSTC_V=$(rustc --version 2>/dev/null | awk '{ print $2 }')
-    REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        REV+=" with uncommitted changes in src/"
-    fi
+    REV=$(code_rev)
     if [[ $N == 20000 && $CONNECTIONS == 4 ]]; then SIZE_NOTE="a full run"; else
         SIZE_NOTE="a **reduced** run (BENCH_HL7_N=$N, BENCH_HL7_CONNECTIONS=$CONNECTIONS; the full run is 20,000 on 4)"; fi
     {

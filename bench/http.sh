@@ -32,6 +32,8 @@
 #                            more of its studies are overdue than planned.
 #   BENCH_DOCS=0             do not write the http section of docs/benchmarks.md
 #   BENCH_BUILD=0            skip the cargo build (use the binaries already built)
+#   BIN                      the studywatch binary to measure (default
+#                            target/release/studywatch)
 #   PYTHON                   interpreter for small helpers (free ports, JSON,
 #                            wrk's output, bench/write_section.py; default
 #                            python3, standard library only)
@@ -110,7 +112,6 @@ DAYS=60
 OVERDUE_PERCENT=50
 PYTHON=${PYTHON:-python3}
 WORK=$ROOT/bench/.work/http
-BIN=$ROOT/target/release/studywatch
 HELPER=$ROOT/target/release/examples/watchdog_bench
 CALENDAR=$ROOT/conf/calendars/england-and-wales.toml
 LUA=$ROOT/bench/wrk_requests.lua
@@ -612,10 +613,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     SQLITE_V=$(cd "$ROOT" && awk '/^name = "libsqlite3-sys"/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
     # `wrk -v` prints its version and usage, and exits 1.
     WRK_V=$({ wrk -v 2>&1 || true; } | awk 'NR == 1 { print $2; exit }')
-    REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        REV+=" with uncommitted changes in src/"
-    fi
+    REV=$(code_rev)
     if [[ $STUDIES == 1000000 && $UNREPORTED == 10000 && $REQUESTS == 1000 ]]; then SIZE_NOTE="a full run"; else
         SIZE_NOTE="a **reduced** run ($STUDIES studies, $UNREPORTED unreported, $REQUESTS requests per endpoint; not the full 1,000,000, 10,000 and 1,000)"; fi
     CMD="bash bench/http.sh"

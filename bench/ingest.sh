@@ -14,6 +14,9 @@
 #                  on Nagle + delayed ACKs at ~20/s (default 200, at most BENCH_N)
 #   BENCH_DOCS=0   do not write the ingest section of docs/benchmarks.md
 #   BENCH_BUILD=0  skip `cargo build --release` (use the binary already built)
+#   BIN            the studywatch binary to measure (default
+#                  target/release/studywatch); with BENCH_BUILD=0, a copy of a
+#                  build to compare against another
 #   PYTHON         interpreter with pydicom and numpy (default python3)
 #
 # What it does: builds the release binary, generates deterministic test data
@@ -42,7 +45,6 @@ if (( STOCK_N > N )); then STOCK_N=$N; fi
 PYTHON=${PYTHON:-python3}
 DATA=$ROOT/bench/.data
 WORK=$ROOT/bench/.work
-BIN=$ROOT/target/release/studywatch
 MAX_PDU=65536
 # Always DCMTK's binaries: a pynetdicom install may put its own `storescu`
 # earlier on PATH.
@@ -470,12 +472,9 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     DEV=$(basename "$(df /work | awk 'NR == 2 { print $1 }')")
     ROT=$(cat "/sys/block/$DEV/queue/rotational" 2>/dev/null || echo "?")
     DCMTK_V=$("$STORESCU" --version 2>&1 | awk 'NR == 1 { sub(/^v/, "", $3); print $3 }')
-    REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        REV+=" with uncommitted changes in src/"
-    fi
-    if [[ $N == 2000 ]]; then SIZE_NOTE="a full run"; else
-        SIZE_NOTE="a **reduced** run (BENCH_N=$N, not the full 2,000)"; fi
+    REV=$(code_rev)
+    if [[ $N == 2000 && $ROUNDS == 3 ]]; then SIZE_NOTE="a full run"; else
+        SIZE_NOTE="a **reduced** run (BENCH_N=$N, BENCH_ROUNDS=$ROUNDS; the full run is 2,000 in 3 rounds)"; fi
     {
         echo "## Ingest benchmark"
         echo

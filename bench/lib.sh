@@ -1,7 +1,29 @@
 # Shell functions every benchmark script uses. Sourced, not run:
 #   source "$ROOT/bench/lib.sh"
 # The script sets ROOT, PYTHON (a python3 for small helpers) and the array
-# SERVERS (process-group leaders of the gateways it started).
+# SERVERS (process-group leaders of the gateways it started). Sourcing sets
+# BIN, the studywatch binary to measure: $BIN from the environment, or the
+# release build (DEFAULT_BIN).
+
+DEFAULT_BIN=$ROOT/target/release/studywatch
+BIN=${BIN:-$DEFAULT_BIN}
+
+# code_rev: which code the figures are of, for the docs: the last commit that
+# changed src/ or the manifests (later ones, such as a benchmark's figures, do
+# not change what is measured), with a note of uncommitted changes and of a
+# binary given as BIN.
+code_rev() {
+    local rev
+    rev=$(cd "$ROOT" && git log -1 --format=%h -- src Cargo.toml Cargo.lock 2>/dev/null || true)
+    rev=${rev:-"no commit yet"}
+    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
+        rev+=" with uncommitted changes in src/"
+    fi
+    if [[ $BIN != "$DEFAULT_BIN" ]]; then
+        rev+="; the binary built from it, run as \`BIN=$BIN\`"
+    fi
+    echo "$rev"
+}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }

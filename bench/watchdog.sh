@@ -21,6 +21,8 @@
 #                              more of its studies are overdue than planned.
 #   BENCH_DOCS=0               do not write the watchdog section of docs/benchmarks.md
 #   BENCH_BUILD=0              skip the cargo builds (use the binaries already built)
+#   BIN                        the studywatch binary to measure (default
+#                              target/release/studywatch)
 #   PYTHON                     interpreter with pydicom and numpy, used to make the
 #                              probe studies (tests/peers/make_study.py) and for small
 #                              helpers (default python3)
@@ -79,7 +81,6 @@ DAYS=60
 OVERDUE_PERCENT=50
 PYTHON=${PYTHON:-python3}
 WORK=$ROOT/bench/.work/watchdog
-BIN=$ROOT/target/release/studywatch
 HELPER=$ROOT/target/release/examples/watchdog_bench
 CALENDAR=$ROOT/conf/calendars/england-and-wales.toml
 PROBE_AE=WDLATENCY
@@ -358,10 +359,7 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
     mkdir -p "$ROOT/docs"
     machine_facts
     SQLITE_V=$(cd "$ROOT" && awk '/^name = "libsqlite3-sys"/ { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock)
-    REV=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-    if [[ -n $(cd "$ROOT" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null) ]]; then
-        REV+=" with uncommitted changes in src/"
-    fi
+    REV=$(code_rev)
     if [[ $STUDIES == 1000000 && $UNREPORTED == 10000 ]]; then SIZE_NOTE="a full run"; else
         SIZE_NOTE="a **reduced** run ($STUDIES studies, $UNREPORTED unreported; not the full 1,000,000 and 10,000)"; fi
     {
