@@ -462,7 +462,7 @@ impl Walker<'_> {
             COLLECTED_IN_FIRST_ITEM
                 .iter()
                 .find(|(seq, _)| *seq == t)
-                .map(|&(seq, tags)| (seq, tags))
+                .copied()
         });
         let outer = self.item.take();
         let walked = self.items(enc, limit, depth, &mut collect);
