@@ -331,20 +331,23 @@ fn study(config: &Config, uid: &str, json: bool) -> anyhow::Result<ExitCode> {
     }
     let s = &shape.study;
     writeln!(out, "study        {}", s.study_uid)?;
-    let issuer = s
-        .issuer_of_accession
-        .as_deref()
-        .map(|i| format!(" (issued by {i})"))
-        .unwrap_or_default();
+    let issued_by = |issuer: &Option<String>| {
+        issuer
+            .as_deref()
+            .map(|i| format!(" (issued by {i})"))
+            .unwrap_or_default()
+    };
     writeln!(
         out,
-        "accession    {}{issuer}",
-        s.accession_number.as_deref().unwrap_or("-")
+        "accession    {}{}",
+        s.accession_number.as_deref().unwrap_or("-"),
+        issued_by(&s.issuer_of_accession)
     )?;
     writeln!(
         out,
-        "patient id   {}",
-        s.patient_id.as_deref().unwrap_or("-")
+        "patient id   {}{}",
+        s.patient_id.as_deref().unwrap_or("-"),
+        issued_by(&s.issuer_of_patient_id)
     )?;
     writeln!(out, "modalities   {}", s.modalities.join(","))?;
     writeln!(

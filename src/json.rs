@@ -31,6 +31,9 @@ pub struct Study {
     /// its Local Namespace Entity ID), or null.
     pub issuer_of_accession: Option<String>,
     pub patient_id: Option<String>,
+    /// The namespace the patient ID is unique in (DICOM Issuer of Patient
+    /// ID), or null.
+    pub issuer_of_patient_id: Option<String>,
     pub modalities: Vec<String>,
     pub source: String,
     pub calling_ae: String,
@@ -62,6 +65,7 @@ impl Study {
             accession_number: row.accession_number.clone(),
             issuer_of_accession: row.issuer_of_accession.clone(),
             patient_id: row.patient_id.clone(),
+            issuer_of_patient_id: row.issuer_of_patient_id.clone(),
             modalities: row.modalities.clone(),
             source: row.source.clone(),
             calling_ae: row.calling_ae.clone(),
@@ -694,6 +698,7 @@ mod tests {
         catalog::StudyRow {
             study_uid: "1.2.3".into(),
             patient_id: Some("H123".into()),
+            issuer_of_patient_id: None,
             accession_number: Some("ACC1".into()),
             issuer_of_accession: None,
             modalities: vec!["CT".into(), "SR".into()],
@@ -721,6 +726,7 @@ mod tests {
         "accession_number",
         "issuer_of_accession",
         "patient_id",
+        "issuer_of_patient_id",
         "modalities",
         "source",
         "calling_ae",
@@ -751,6 +757,7 @@ mod tests {
         assert_eq!(value["reported_at"], serde_json::Value::Null);
         assert_eq!(value["institution_name"], serde_json::Value::Null);
         assert_eq!(value["issuer_of_accession"], serde_json::Value::Null);
+        assert_eq!(value["issuer_of_patient_id"], serde_json::Value::Null);
         assert_eq!(value["series_count"], 2);
         assert_eq!(value["state"], "unreported");
         // Nothing named like a patient's name or birth date ever appears.

@@ -179,6 +179,9 @@ pub struct NewInstance {
     pub sop_class_uid: String,
     pub transfer_syntax: String,
     pub patient_id: Option<String>,
+    /// Issuer of Patient ID (0010,0021): the namespace the patient ID is
+    /// unique in, compared with an HL7 PID-3 assigning authority.
+    pub issuer_of_patient_id: Option<String>,
     pub accession_number: Option<String>,
     pub issuer_of_accession: Option<String>,
     pub modality: Option<String>,
@@ -249,6 +252,7 @@ pub struct NewConflict {
 pub struct StudyRow {
     pub study_uid: String,
     pub patient_id: Option<String>,
+    pub issuer_of_patient_id: Option<String>,
     pub accession_number: Option<String>,
     pub issuer_of_accession: Option<String>,
     /// Distinct modalities of the study's instances, sorted.

@@ -14,7 +14,9 @@
 //!
 //! Rules 1–3 refuse a study whose patient ID is known and differs from every
 //! patient ID the report carries: a reused accession or a wrong UID must not
-//! close another patient's study. The refusal is audited.
+//! close another patient's study. The refusal is audited. A patient ID is
+//! compared with its issuer (PID-3's assigning authority, the images' Issuer
+//! of Patient ID) when both sides name one, in rule 4 too.
 //!
 //! Linking runs when a report arrives, and again for the reports that could
 //! match when a new study is first received or an order arrives, so a report
@@ -801,11 +803,12 @@ struct Keys {
     has_links: bool,
 }
 
-/// A study a rule found: its UID and patient ID.
+/// A study a rule found: its UID and patient ID (with its issuer).
 struct Candidate {
     study_uid: String,
     patient_id: Option<String>,
     study_date: Option<String>,
+    patient_issuer: Option<String>,
 }
 
 fn candidate(r: &Row<'_>) -> rusqlite::Result<Candidate> {
@@ -813,6 +816,24 @@ fn candidate(r: &Row<'_>) -> rusqlite::Result<Candidate> {
         study_uid: r.get(0)?,
         patient_id: r.get(1)?,
         study_date: r.get(2)?,
+        patient_issuer: r.get(3)?,
+    })
+}
+
+/// Whether one of a report's patient IDs names the study's patient: the
+/// same ID, and the same issuer when both sides name one (an HL7 PID-3
+/// assigning authority, a DICOM Issuer of Patient ID). A patient ID is
+/// unique only within its issuer, so the same digits from another issuer
+/// are another patient.
+fn names_patient(ids: &[PatientId], id: &str, issuer: Option<&str>) -> bool {
+    let issuer = issuer.map(str::trim).filter(|i| !i.is_empty());
+    ids.iter().any(|p| {
+        let authority = p
+            .authority
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty());
+        p.id == id && (issuer.is_none() || authority.is_none() || authority == issuer)
     })
 }
 
@@ -853,7 +874,8 @@ fn link_report(
     for uid in &keys.study_uids {
         for c in collect(
             conn,
-            "SELECT study_uid, patient_id, study_date FROM studies WHERE study_uid = ?1",
+            "SELECT study_uid, patient_id, study_date, issuer_of_patient_id FROM studies \
+             WHERE study_uid = ?1",
             [uid],
             candidate,
         )? {
@@ -865,10 +887,11 @@ fn link_report(
         let issuer = keys.issuer.as_deref();
         for c in collect(
             conn,
-            "SELECT study_uid, patient_id, study_date, issuer_of_accession FROM studies \
+            "SELECT study_uid, patient_id, study_date, issuer_of_patient_id, issuer_of_accession \
+             FROM studies \
              WHERE accession_number = ?1",
             [acc],
-            |r| Ok((candidate(r)?, r.get::<_, Option<String>>(3)?)),
+            |r| Ok((candidate(r)?, r.get::<_, Option<String>>(4)?)),
         )? {
             let (c, study_issuer) = c;
             if issuer.is_none() || study_issuer.is_none() || study_issuer.as_deref() == issuer {
@@ -901,7 +924,8 @@ fn link_report(
             if let Some(uid) = &uid {
                 studies.extend(collect(
                     conn,
-                    "SELECT study_uid, patient_id, study_date FROM studies WHERE study_uid = ?1",
+                    "SELECT study_uid, patient_id, study_date, issuer_of_patient_id FROM studies \
+             WHERE study_uid = ?1",
                     [uid],
                     candidate,
                 )?);
@@ -909,7 +933,8 @@ fn link_report(
             if let Some(acc) = &accession {
                 studies.extend(collect(
                     conn,
-                    "SELECT study_uid, patient_id, study_date FROM studies WHERE accession_number = ?1",
+                    "SELECT study_uid, patient_id, study_date, issuer_of_patient_id FROM studies \
+                     WHERE accession_number = ?1",
                     [acc],
                     candidate,
                 )?);
@@ -920,7 +945,6 @@ fn link_report(
         }
     }
 
-    let report_ids: Vec<&str> = keys.patient_ids.iter().map(|p| p.id.as_str()).collect();
     let mut links = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for (c, rule) in &found {
@@ -929,7 +953,9 @@ fn link_report(
         }
         seen.push(c.study_uid.clone());
         if let Some(pid) = c.patient_id.as_deref() {
-            if !report_ids.is_empty() && !report_ids.contains(&pid) {
+            if !keys.patient_ids.is_empty()
+                && !names_patient(&keys.patient_ids, pid, c.patient_issuer.as_deref())
+            {
                 audit_refusal(conn, report_id, &c.study_uid, *rule, at)?;
                 continue;
             }
@@ -954,15 +980,20 @@ fn link_report(
         }
     }
 
-    if policy.probable && seen.is_empty() && !keys.has_links && !report_ids.is_empty() {
-        for id in &report_ids {
+    if policy.probable && seen.is_empty() && !keys.has_links && !keys.patient_ids.is_empty() {
+        let mut ids: Vec<&str> = keys.patient_ids.iter().map(|p| p.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
             for c in collect(
                 conn,
-                "SELECT study_uid, patient_id, study_date FROM studies WHERE patient_id = ?1",
+                "SELECT study_uid, patient_id, study_date, issuer_of_patient_id FROM studies \
+                 WHERE patient_id = ?1",
                 [id],
                 candidate,
             )? {
                 if within_window(c.study_date.as_deref(), keys.when, policy)
+                    && names_patient(&keys.patient_ids, id, c.patient_issuer.as_deref())
                     && !links.iter().any(|l: &Link| l.study_uid == c.study_uid)
                 {
                     if let Some(link) = insert_link(

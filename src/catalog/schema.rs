@@ -10,7 +10,19 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Error;
 
 /// The migration steps, oldest first.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, CLOCK_OBSERVATIONS];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2,
+    V3,
+    V4,
+    V5,
+    V6,
+    V7,
+    V8,
+    V9,
+    CLOCK_OBSERVATIONS,
+    ISSUER_OF_PATIENT_ID,
+];
 
 /// The schema version this binary writes and understands.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -612,6 +624,15 @@ CREATE TABLE clock_observations (
     ahead_ms         INTEGER NOT NULL,
     PRIMARY KEY (via, sender)
 ) STRICT, WITHOUT ROWID;
+"#;
+
+/// Version 11: the Issuer of Patient ID (0010,0021) of a study's images.
+///
+/// A patient ID is unique only within its issuer, so linking compares the
+/// issuer too when both the study and the report name one. Studies
+/// catalogued before this step have none, and match as before.
+const ISSUER_OF_PATIENT_ID: &str = r#"
+ALTER TABLE studies ADD COLUMN issuer_of_patient_id TEXT;
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

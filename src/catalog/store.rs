@@ -746,8 +746,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
             "INSERT INTO studies (study_uid, patient_id, accession_number, issuer_of_accession, \
              modalities, study_date, study_time, study_description, referring_physician, \
              institution_name, source, calling_ae, first_received_at, last_received_at, \
-             series_count, instance_count) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, 1, 1)",
+             series_count, instance_count, issuer_of_patient_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, 1, 1, ?14)",
             params![
                 rec.study_uid,
                 nonempty(&rec.patient_id),
@@ -761,7 +761,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
                 nonempty(&rec.institution_name),
                 rec.source,
                 rec.calling_ae,
-                at
+                at,
+                nonempty(&rec.issuer_of_patient_id)
             ],
         )?;
         let detail = format!(
@@ -793,7 +794,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
              last_received_at = max(last_received_at, ?11), \
              series_count = series_count + ?12, \
              instance_count = instance_count + 1, \
-             stable_at = NULL \
+             stable_at = NULL, \
+             issuer_of_patient_id = coalesce(issuer_of_patient_id, ?13) \
              WHERE study_uid = ?1",
             params![
                 rec.study_uid,
@@ -807,7 +809,8 @@ fn insert_instance(conn: &Connection, rec: &NewInstance, policy: &LinkPolicy) ->
                 nonempty(&rec.referring_physician),
                 nonempty(&rec.institution_name),
                 at,
-                i64::from(new_series)
+                i64::from(new_series),
+                nonempty(&rec.issuer_of_patient_id)
             ],
         )?;
     }
@@ -992,7 +995,8 @@ pub(super) fn sql_limit(limit: Option<usize>) -> i64 {
 const STUDY_COLUMNS: &str = "study_uid, patient_id, accession_number, issuer_of_accession, \
     modalities, study_date, study_time, study_description, referring_physician, \
     institution_name, source, calling_ae, first_received_at, last_received_at, series_count, \
-    instance_count, reported_at, deadline, report_status, rule, no_report_needed";
+    instance_count, reported_at, deadline, report_status, rule, no_report_needed, \
+    issuer_of_patient_id";
 
 fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
     let modalities: String = r.get(4)?;
@@ -1018,6 +1022,7 @@ fn study_from_row(r: &Row<'_>) -> rusqlite::Result<StudyRow> {
         report_status: r.get(18)?,
         rule: r.get(19)?,
         no_report_needed: r.get(20)?,
+        issuer_of_patient_id: r.get(21)?,
     })
 }
 

@@ -24,6 +24,7 @@ fn image(study: &str, sop: &str, accession: &str, patient: &str, at: &str) -> Ne
         sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
         transfer_syntax: "1.2.840.10008.1.2.1".into(),
         patient_id: Some(patient.into()),
+        issuer_of_patient_id: None,
         accession_number: Some(accession.into()).filter(|a: &String| !a.is_empty()),
         issuer_of_accession: None,
         modality: Some("CT".into()),
@@ -169,6 +170,63 @@ fn a_different_patient_id_refuses_the_link_and_says_so() {
     assert!(study(&store, "1.2.20").reported_at.is_none());
     assert!(actions(&store, "1.2.20").contains(&"report_link_refused".to_owned()));
     assert_eq!(store.unmatched_reports(None).expect("unmatched").len(), 1);
+}
+
+#[test]
+fn a_patient_id_from_another_issuer_is_another_patient() {
+    let (_dir, mut store) = open();
+    // The report's patient is H1 issued by RXX (see `report`).
+    for (uid, issuer) in [
+        ("1.2.21", Some("RXX")),
+        ("1.2.22", Some("RXY")),
+        ("1.2.23", None),
+    ] {
+        let mut i = image(
+            uid,
+            &format!("{uid}.1.1"),
+            "ACC21",
+            "H1",
+            "2026-11-20T10:00:00Z",
+        );
+        i.issuer_of_patient_id = issuer.map(str::to_owned);
+        store.record_instance(&i).expect("image");
+    }
+    assert_eq!(
+        study(&store, "1.2.22").issuer_of_patient_id.as_deref(),
+        Some("RXY")
+    );
+    let mut r = report(ReportStatus::Final, "2026-11-20T12:00:00Z");
+    r.accession_number = Some("ACC21".into());
+    let (_, links) = store.record_report(&r).expect("record");
+    let mut linked: Vec<&str> = links.iter().map(|l| l.study_uid.as_str()).collect();
+    linked.sort_unstable();
+    assert_eq!(
+        linked,
+        ["1.2.21", "1.2.23"],
+        "a side without an issuer matches any"
+    );
+    assert!(study(&store, "1.2.22").reported_at.is_none());
+    assert!(actions(&store, "1.2.22").contains(&"report_link_refused".to_owned()));
+
+    // A probable link (patient ID and date) compares issuers too.
+    store.set_link_policy(LinkPolicy {
+        probable: true,
+        ..LinkPolicy::default()
+    });
+    let mut i = image("1.2.24", "1.2.24.1.1", "", "H1", "2026-11-20T10:00:00Z");
+    i.issuer_of_patient_id = Some("RXY".into());
+    store.record_instance(&i).expect("image");
+    let mut r = report(ReportStatus::Final, "2026-11-20T12:00:00Z");
+    r.exam_at = Some(ts("2026-11-20T09:00:00Z"));
+    let (_, links) = store.record_report(&r).expect("record");
+    let linked: Vec<&str> = links.iter().map(|l| l.study_uid.as_str()).collect();
+    assert!(!linked.contains(&"1.2.24"), "{linked:?}");
+    r.patient_ids[0].authority = Some("RXY".into());
+    let (_, links) = store.record_report(&r).expect("record");
+    assert!(
+        links.iter().any(|l| l.study_uid == "1.2.24" && l.probable),
+        "{links:?}"
+    );
 }
 
 #[test]

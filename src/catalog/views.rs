@@ -398,6 +398,7 @@ mod tests {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             transfer_syntax: "1.2.840.10008.1.2.1".into(),
             patient_id: None,
+            issuer_of_patient_id: None,
             accession_number: None,
             issuer_of_accession: None,
             modality: Some(modality.into()),

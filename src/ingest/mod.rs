@@ -503,6 +503,7 @@ impl Ingest {
             sop_class_uid: id.sop_class.to_string(),
             transfer_syntax: uid::trim(&req.transfer_syntax).to_owned(),
             patient_id: text(0x0010, 0x0020),
+            issuer_of_patient_id: text(0x0010, 0x0021),
             accession_number: text(0x0008, 0x0050),
             issuer_of_accession: parse::item_text(
                 &summary,

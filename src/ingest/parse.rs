@@ -47,6 +47,7 @@ pub const COLLECTED: &[Tag] = &[
     Tag(0x0008, 0x0201), // Timezone Offset From UTC
     Tag(0x0008, 0x103E), // Series Description
     Tag(0x0010, 0x0020), // Patient ID
+    Tag(0x0010, 0x0021), // Issuer of Patient ID
     Tag(0x0020, 0x000D), // Study Instance UID
     Tag(0x0020, 0x000E), // Series Instance UID
     Tag(0x0020, 0x0011), // Series Number

@@ -134,6 +134,7 @@ fn instance(s: &Seed<'_>) -> NewInstance {
         sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
         transfer_syntax: "1.2.840.10008.1.2.1".into(),
         patient_id: some(s.patient_id),
+        issuer_of_patient_id: None,
         accession_number: some(s.accession),
         issuer_of_accession: None,
         modality: Some(s.modality.into()),

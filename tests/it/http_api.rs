@@ -144,6 +144,7 @@ impl Seed<'_> {
             sop_class_uid: "1.2.840.10008.5.1.4.1.1.2".into(),
             transfer_syntax: "1.2.840.10008.1.2.1".into(),
             patient_id: self.patient_id.map(str::to_owned),
+            issuer_of_patient_id: None,
             accession_number: self.accession.map(str::to_owned),
             issuer_of_accession: None,
             modality: Some(self.modality.into()),

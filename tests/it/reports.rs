@@ -375,6 +375,69 @@ fn an_accession_links_only_within_its_issuer() {
 }
 
 #[test]
+fn a_patient_id_links_only_within_its_issuer() {
+    let gw = TestGateway::start();
+    // The same digits from three places: this trust (RXX, as the RIS's PID-3
+    // names it), another trust (RXY), and a modality that sends no issuer.
+    let studies = [
+        ("6.1", "ACC-P1", "RXX"),
+        ("6.2", "ACC-P2", "RXY"),
+        ("6.3", "ACC-P3", ""),
+    ];
+    for (n, acc, issuer) in studies {
+        let mut args = vec!["--accession", acc, "--patient-id", PATIENT];
+        if !issuer.is_empty() {
+            args.extend(["--patient-issuer", issuer]);
+        }
+        send_study_with(&gw, &format!("{ROOT}.{n}"), &args);
+    }
+    let [ours, theirs, unissued] = studies.map(|(n, _, _)| format!("{ROOT}.{n}"));
+    assert_eq!(study(&gw, &ours)["issuer_of_patient_id"], "RXX");
+    assert_eq!(study(&gw, &theirs)["issuer_of_patient_id"], "RXY");
+    assert_eq!(study(&gw, &unissued)["issuer_of_patient_id"], Value::Null);
+    let text = show(&gw.cli(&["study", &theirs]));
+    assert!(
+        text.contains(&format!("patient id   {PATIENT} (issued by RXY)")),
+        "{text}"
+    );
+
+    // PID-3 is {PATIENT}^^^RXX^MR~(an NHS number)^^^NHS^NH in this fixture.
+    let messages: Vec<Vec<u8>> = studies
+        .iter()
+        .enumerate()
+        .map(|(i, (_, acc, _))| {
+            let [id, placer, filler] = ["P-", "PL-P", "FL-P"].map(|p| format!("{p}{i}"));
+            fixture("oru-accession.hl7", &subs(&id, "", acc, &placer, &filler))
+        })
+        .collect();
+    let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
+    assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
+    assert!(acks[0].text.contains("linked to 1 study"), "{:?}", acks[0]);
+    assert!(
+        acks[1].text.contains("no study matches yet"),
+        "{:?}",
+        acks[1]
+    );
+    assert!(acks[2].text.contains("linked to 1 study"), "{:?}", acks[2]);
+
+    assert_eq!(study(&gw, &ours)["state"], "reported");
+    assert_eq!(study(&gw, &unissued)["state"], "reported");
+    let s = study(&gw, &theirs);
+    assert_eq!(s["state"], "unreported", "{s:#}");
+    assert!(
+        s["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "report_link_refused"),
+        "{s:#}"
+    );
+    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    assert_eq!(unmatched.as_array().unwrap().len(), 1, "{unmatched:#}");
+    assert_eq!(unmatched[0]["accession_number"], "ACC-P2");
+}
+
+#[test]
 fn a_report_that_arrives_before_its_images_links_when_they_arrive() {
     let gw = TestGateway::start();
     let uid = format!("{ROOT}.2.1");

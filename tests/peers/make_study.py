@@ -4,7 +4,7 @@ by its SOP Instance UID), for the report-linking tests: the study's UID,
 accession number and patient ID are the keys reports link by.
 
   make_study.py OUTDIR --study-uid UID [--accession A] [--accession-issuer I]
-                [--patient-id P]
+                [--patient-id P] [--patient-issuer I]
                 [--study-date YYYYMMDD] [--index N] [--modality M]
                 [--instance-created YYYYMMDDHHMMSS]
 
@@ -13,7 +13,8 @@ accession number and patient ID are the keys reports link by.
 sets Instance Creation Date and Time (local time, no offset), for the
 clock-skew checks; without it the instance carries neither.
 --accession-issuer adds an Issuer of Accession Number Sequence whose item
-names the issuer as its Local Namespace Entity ID."""
+names the issuer as its Local Namespace Entity ID. --patient-issuer sets
+Issuer of Patient ID."""
 import argparse
 import os
 
@@ -39,6 +40,7 @@ def main():
     p.add_argument("--accession", default="")
     p.add_argument("--accession-issuer", default="")
     p.add_argument("--patient-id", default="RXX0000001")
+    p.add_argument("--patient-issuer", default="")
     p.add_argument("--study-date", default="20261120")
     p.add_argument("--index", type=int, default=1)
     p.add_argument("--modality", default="CT")
@@ -62,6 +64,8 @@ def main():
     ds.StudyInstanceUID = a.study_uid
     ds.SeriesInstanceUID = series
     ds.PatientID = a.patient_id
+    if a.patient_issuer:
+        ds.IssuerOfPatientID = a.patient_issuer
     ds.PatientName = "TEST^REPORTS"
     ds.AccessionNumber = a.accession
     if a.accession_issuer:

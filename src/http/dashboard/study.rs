@@ -123,7 +123,11 @@ pub async fn page(
             section.panel #study-facts aria-labelledby="facts-title" {
                 h2 #facts-title { "The study" }
                 dl.facts {
-                    dt { "Patient ID" } dd { (s.patient_id.as_deref().unwrap_or("—")) }
+                    dt { "Patient ID" }
+                    dd {
+                        (s.patient_id.as_deref().unwrap_or("—"))
+                        @if let Some(i) = &s.issuer_of_patient_id { " (" (i) ")" }
+                    }
                     dt { "Accession" }
                     dd {
                         (s.accession_number.as_deref().unwrap_or("—"))
