@@ -16,7 +16,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
-use super::store::{cached_exec, collect, fmt_ts, insert_audit, parse_opt_ts};
+use super::store::{SYSTEM, cached_exec, collect, fmt_ts, insert_audit, parse_opt_ts};
 use super::{Error, Store};
 
 /// Failure Reason: no such object instance (PS3.4 J.3.2.1.1.2).
@@ -423,6 +423,7 @@ impl Store {
                     answer.failed.len()
                 ),
             )?;
+            commit_completeness(conn, transaction_uid, ae.as_deref(), answer, &at)?;
             Ok(())
         })
     }
@@ -479,3 +480,81 @@ impl Store {
             .optional()?)
     }
 }
+
+/// What a peer's commitment request says about the studies it touched.
+///
+/// The peer names the instances it sent; any we do not hold means a study
+/// of that request arrived incomplete, though the peer may stop at our
+/// failure report and tell nobody. So every study that the request's held
+/// instances belong to becomes `incomplete` (the watchdog raises
+/// `incomplete_transfer`). The missing instances' own studies cannot be
+/// known, and are usually the same. A later request from the peer that we
+/// can commit in full marks `complete` again the studies that a commitment
+/// had found incomplete; a completeness found by C-FIND is left to C-FIND.
+fn commit_completeness(
+    conn: &rusqlite::Connection,
+    transaction_uid: &str,
+    calling_ae: Option<&str>,
+    answer: &CommitAnswer,
+    at: &str,
+) -> Result<(), Error> {
+    let studies: Vec<String> = collect(
+        conn,
+        "SELECT DISTINCT i.study_uid FROM commit_request_items r \
+         JOIN instances i ON i.sop_instance_uid = r.sop_instance_uid \
+         WHERE r.transaction_uid = ?1 ORDER BY i.study_uid",
+        [transaction_uid],
+        |r| r.get(0),
+    )?;
+    let requested = answer.committed.len() + answer.failed.len();
+    let from = calling_ae.unwrap_or("-");
+    let (state, detail) = if answer.failed.is_empty() {
+        (
+            "complete",
+            format!(
+                "{COMMITMENT_DETAIL} {transaction_uid} from {from}: all {requested} requested instance(s) held"
+            ),
+        )
+    } else {
+        (
+            "incomplete",
+            format!(
+                "{COMMITMENT_DETAIL} {transaction_uid} from {from}: {} of {requested} requested \
+                 instance(s) not committed",
+                answer.failed.len()
+            ),
+        )
+    };
+    let ours = format!("{COMMITMENT_DETAIL} %");
+    for study_uid in &studies {
+        // `complete` only undoes what a commitment found.
+        let changed = cached_exec(
+            conn,
+            "UPDATE studies SET completeness = ?2, completeness_at = ?3, completeness_detail = ?4 \
+             WHERE study_uid = ?1 \
+               AND (?5 OR (completeness = 'incomplete' AND completeness_detail LIKE ?6))",
+            params![
+                study_uid,
+                state,
+                at,
+                detail,
+                !answer.failed.is_empty(),
+                ours
+            ],
+        )?;
+        if changed > 0 {
+            insert_audit(
+                conn,
+                at,
+                SYSTEM,
+                "completeness_checked",
+                Some(study_uid),
+                &format!("{state}: {detail}"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How a completeness detail written from a commitment request begins.
+const COMMITMENT_DETAIL: &str = "storage commitment";

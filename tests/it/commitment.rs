@@ -133,4 +133,60 @@ fn a_missing_instance_is_reported_failed_on_a_new_association() {
     assert_eq!(failed.len(), 2, "{result}");
     let committed = result["committed"].as_array().unwrap();
     assert_eq!(committed.len(), 2, "{result}");
+
+    // The modality may stop at our failure report: the study it named is
+    // marked incomplete and alarms, so the gap does not stay silent.
+    let study = study_of(&files[0]);
+    let transfer = |gw: &TestGateway| {
+        let out = gw.cli(&["study", &study, "--json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["transfer"].clone()
+    };
+    wait_for(
+        "the study to be incomplete",
+        Duration::from_secs(10),
+        || transfer(&gw)["completeness"] == "incomplete",
+    );
+    let t = transfer(&gw);
+    assert_eq!(
+        t["completeness_detail"],
+        format!(
+            "storage commitment {transaction} from MODALITY: 2 of 4 requested instance(s) not committed"
+        ),
+        "{t}"
+    );
+    let alarm = |gw: &TestGateway, state: &str| {
+        let out = gw.cli(&["alarms", "--json"]);
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| {
+                a["kind"] == "incomplete_transfer"
+                    && a["study_uid"] == study.as_str()
+                    && a["state"] == state
+            })
+    };
+    wait_for(
+        "an incomplete_transfer alarm",
+        Duration::from_secs(30),
+        || alarm(&gw, "open"),
+    );
+
+    // Asked again for what it holds, under the right class, the gateway
+    // commits all of it: the study is complete and the alarm resolves.
+    let items: Vec<String> = sops.iter().map(|s| format!("{CT}:{s}")).collect();
+    let again = "1.2.826.0.1.3680043.10.1234.77.3";
+    let mut args = vec!["same", "127.0.0.1", &port, AE, "MODALITY", again];
+    args.extend(items.iter().map(String::as_str));
+    let result = commit(&args);
+    assert_eq!(result["event_type"], 1, "{result}");
+    wait_for("the study to be complete", Duration::from_secs(10), || {
+        transfer(&gw)["completeness"] == "complete"
+    });
+    wait_for("the alarm to resolve", Duration::from_secs(30), || {
+        alarm(&gw, "resolved")
+    });
 }
