@@ -182,6 +182,7 @@ pub async fn serve(
         backend,
         SystemClock,
         catalog.changes(),
+        Arc::clone(&web.watchdog),
         shutdown.clone(),
     ));
     crate::forward::spawn_all(&config, &catalog, &metrics, &tracker, &shutdown);
@@ -223,7 +224,7 @@ pub async fn serve(
         fsync = config.storage.fsync,
         "studywatch ready"
     );
-    notify_systemd_ready(&shutdown);
+    notify_systemd_ready(&shutdown, Arc::clone(&web.watchdog));
 
     shutdown.cancelled().await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -286,8 +287,11 @@ pub fn link_policy(config: &Config) -> LinkPolicy {
 }
 
 /// Tells systemd (Type=notify) that the listeners are bound, and pets its
-/// watchdog at half the configured interval while the process runs.
-fn notify_systemd_ready(shutdown: &CancellationToken) {
+/// watchdog at half the configured interval while the process runs and its
+/// own watchdog scheduler comes round its loop. A scheduler that is stuck
+/// stops the pings, so systemd restarts the process rather than leave
+/// studies unwatched while everything else answers.
+fn notify_systemd_ready(shutdown: &CancellationToken, scheduler: Arc<watchdog::Liveness>) {
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "not under systemd notify");
     }
@@ -299,7 +303,19 @@ fn notify_systemd_ready(shutdown: &CancellationToken) {
             loop {
                 tokio::select! {
                     _ = token.cancelled() => break,
-                    _ = tick.tick() => { let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]); }
+                    _ = tick.tick() => {
+                        let now = jiff::Timestamp::now();
+                        let stuck = now.duration_since(scheduler.last_run())
+                            >= jiff::SignedDuration::try_from(watchdog::STUCK_AFTER)
+                                .unwrap_or_default();
+                        if stuck {
+                            tracing::error!(
+                                "the watchdog scheduler is stuck: systemd watchdog pings stop"
+                            );
+                        } else {
+                            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                        }
+                    }
                 }
             }
         });

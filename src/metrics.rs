@@ -113,6 +113,8 @@ pub struct Metrics {
     pub storage_free: Gauge,
     pub storage_size: Gauge,
     pub catalog_queue_depth: Gauge,
+    pub watchdog_last_run: Gauge,
+    pub watchdog_last_evaluation: Gauge,
     pub hl7_duplicates: Counter,
     pub hl7_connections_active: Gauge,
     pub notifications: Family<OutcomeLabels, Counter>,
@@ -245,6 +247,17 @@ impl Metrics {
                 r,
                 "catalog_queue_depth",
                 "Requests waiting for the catalog thread",
+            ),
+            watchdog_last_run: registered(
+                r,
+                "watchdog_last_run_timestamp_seconds",
+                "When the watchdog scheduler last came round its loop (Unix time)",
+            ),
+            watchdog_last_evaluation: registered(
+                r,
+                "watchdog_last_evaluation_timestamp_seconds",
+                "When the watchdog last evaluated deadlines and alarms successfully \
+                 (Unix time; 0: not yet)",
             ),
             hl7_duplicates: registered(
                 r,

@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus), `/healthz` (the process answers) and `/readyz`
 //! (it can do its job: catalog and storage writable, storage above its
-//! floor, every listener up).
+//! floor, every listener up, the watchdog scheduler running).
 //!
 //! The counters and histograms are updated where things happen (ingest,
 //! associations, HL7, notifications); the backlog, alarm and outbox gauges
@@ -103,6 +103,14 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     }
     m.catalog_queue_depth
         .set(i64::try_from(state.catalog.queue_depth()).unwrap_or(i64::MAX));
+    m.watchdog_last_run
+        .set(state.watchdog.last_run().as_second());
+    m.watchdog_last_evaluation.set(
+        state
+            .watchdog
+            .last_evaluation()
+            .map_or(0, |t| t.as_second()),
+    );
     let mut response = m.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -197,7 +205,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
             format!("not accepting: {}", down.join(", ")),
         )
     };
-    let checks = vec![catalog, storage, space, listeners];
+    let watchdog = match state.watchdog.problem(state.now()) {
+        None => check("watchdog", true, "the scheduler runs and evaluates"),
+        Some(problem) => check("watchdog", false, problem),
+    };
+    let checks = vec![catalog, storage, space, listeners, watchdog];
     let ready = checks.iter().all(|c| c.ok);
     let status = if ready {
         StatusCode::OK

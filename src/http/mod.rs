@@ -50,6 +50,9 @@ pub struct Inner {
     pub now: Now,
     /// Whether each listener is accepting, for `/readyz`.
     pub listeners: Listening,
+    /// Whether the watchdog scheduler runs and evaluates, for `/readyz`
+    /// and `/metrics` (the server's scheduler reports to it).
+    pub watchdog: Arc<crate::watchdog::Liveness>,
     /// Report links after this id are yet to be counted in the turnaround
     /// histogram (the newest link when the process started).
     pub turnaround_after: std::sync::Mutex<i64>,
@@ -79,6 +82,7 @@ impl AppState {
         let after = crate::catalog::Store::open_reader(&config.catalog.path)
             .and_then(|s| s.last_link_id())
             .unwrap_or(0);
+        let watchdog = Arc::new(crate::watchdog::Liveness::new(now()));
         AppState(Arc::new(Inner {
             config,
             catalog,
@@ -87,6 +91,7 @@ impl AppState {
             auth,
             now,
             listeners: Listening::default(),
+            watchdog,
             turnaround_after: std::sync::Mutex::new(after),
             totals: std::sync::Mutex::new(None),
         }))

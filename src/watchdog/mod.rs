@@ -13,7 +13,9 @@
 //! (a deadline, an escalation step, the end of an acknowledgement), and is
 //! woken early when the catalog changes. All state is in the catalog, so a
 //! restart neither repeats a step that was sent nor forgets one that fell due
-//! while the process was down.
+//! while the process was down. It reports its own [`Liveness`], which
+//! `/readyz`, `/metrics` and the systemd watchdog ping look at, so that a
+//! scheduler that stopped while the process runs does not go unseen.
 
 pub mod calendar;
 pub mod engine;
@@ -23,6 +25,7 @@ pub mod tick;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -89,19 +92,109 @@ pub const POLL: Duration = Duration::from_secs(1);
 /// burst of stores costs one evaluation.
 pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
-/// Runs the scheduler until `shutdown`.
+/// The scheduler has not come round its loop for this long: it is stuck
+/// (it comes round at least every [`POLL`]).
+pub const STUCK_AFTER: Duration = Duration::from_secs(60);
+/// Evaluations have failed without a break for this long.
+pub const FAILING_AFTER: Duration = Duration::from_secs(60);
+
+/// Whether the scheduler is alive and evaluating: the times it last came
+/// round its loop and last evaluated successfully, and since when its
+/// evaluations have been failing. Shared with `/readyz`, `/metrics` and
+/// the systemd watchdog ping.
+#[derive(Debug)]
+pub struct Liveness {
+    /// Milliseconds since the Unix epoch; `ran` starts at creation, so a
+    /// scheduler that never starts is stuck after [`STUCK_AFTER`] too.
+    ran: AtomicI64,
+    evaluated: AtomicI64,
+    /// 0 while evaluations succeed.
+    failing_since: AtomicI64,
+}
+
+impl Liveness {
+    pub fn new(now: Timestamp) -> Liveness {
+        Liveness {
+            ran: AtomicI64::new(now.as_millisecond()),
+            evaluated: AtomicI64::new(0),
+            failing_since: AtomicI64::new(0),
+        }
+    }
+
+    fn came_round(&self, now: Timestamp) {
+        self.ran.store(now.as_millisecond(), Ordering::Relaxed);
+    }
+
+    fn evaluated(&self, now: Timestamp, ok: bool) {
+        let ms = now.as_millisecond();
+        if ok {
+            self.evaluated.store(ms, Ordering::Relaxed);
+            self.failing_since.store(0, Ordering::Relaxed);
+        } else {
+            let _ =
+                self.failing_since
+                    .compare_exchange(0, ms, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// When the scheduler last came round its loop.
+    pub fn last_run(&self) -> Timestamp {
+        millis(self.ran.load(Ordering::Relaxed))
+    }
+
+    /// When it last evaluated successfully, if it has.
+    pub fn last_evaluation(&self) -> Option<Timestamp> {
+        Some(self.evaluated.load(Ordering::Relaxed))
+            .filter(|&ms| ms != 0)
+            .map(millis)
+    }
+
+    /// What is wrong with the scheduler at `now`, if anything.
+    pub fn problem(&self, now: Timestamp) -> Option<String> {
+        let for_secs = |ms: i64| (now.as_millisecond() - ms).max(0) / 1000;
+        let ran = self.ran.load(Ordering::Relaxed);
+        if for_secs(ran) >= secs(STUCK_AFTER) {
+            return Some(format!(
+                "the watchdog scheduler has not run for {} s",
+                for_secs(ran)
+            ));
+        }
+        let failing = self.failing_since.load(Ordering::Relaxed);
+        if failing != 0 && for_secs(failing) >= secs(FAILING_AFTER) {
+            return Some(format!(
+                "watchdog evaluations have failed for {} s",
+                for_secs(failing)
+            ));
+        }
+        None
+    }
+}
+
+fn millis(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Runs the scheduler until `shutdown`, reporting to `liveness`.
 pub async fn run<B: Backend, C: WallClock>(
     backend: Arc<B>,
     clock: C,
     wake: Arc<Notify>,
+    liveness: Arc<Liveness>,
     shutdown: CancellationToken,
 ) {
     let mut next: Option<Timestamp> = None;
     let mut due = true;
     loop {
+        liveness.came_round(clock.now());
         if due {
             let now = clock.now();
-            next = match backend.tick(now).await {
+            let result = backend.tick(now).await;
+            liveness.evaluated(clock.now(), result.is_ok());
+            next = match result {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "watchdog evaluation failed; retrying");

@@ -2,7 +2,8 @@
 //! applies the same alarm engine as the catalog backend (no sockets, no
 //! SQLite): alarms fire within a second of the deadline, steps go in order,
 //! repeats follow, an acknowledgement holds them and re-arms on expiry, and a
-//! final report resolves the alarm while a preliminary one does not.
+//! final report resolves the alarm while a preliminary one does not. The
+//! scheduler's liveness shows a scheduler that hangs or keeps failing.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::{self, Action, Plan};
 use super::rules::Step;
-use super::{Backend, TokioClock, WallClock};
+use super::{Backend, Liveness, TokioClock, WallClock};
 
 const BASE: &str = "2026-11-20T10:00:00Z";
 
@@ -40,6 +41,16 @@ struct Model {
     alarm: Option<engine::Alarm>,
     sent: Vec<Sent>,
     ticks: usize,
+    fault: Option<Fault>,
+}
+
+/// What goes wrong with the next evaluations.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// An evaluation that never returns (a wedged catalog call).
+    Hang,
+    /// Evaluations that fail.
+    Fail,
 }
 
 struct MemBackend {
@@ -68,6 +79,7 @@ impl MemBackend {
                 alarm: None,
                 sent: Vec::new(),
                 ticks: 0,
+                fault: None,
             }),
         })
     }
@@ -83,6 +95,12 @@ impl Backend for MemBackend {
             steps: &self.steps,
             repeat_every: self.repeat,
         };
+        let fault = self.model.lock().expect("model").fault;
+        match fault {
+            Some(Fault::Hang) => std::future::pending::<()>().await,
+            Some(Fault::Fail) => anyhow::bail!("the catalog is unavailable"),
+            None => {}
+        }
         let mut m = self.model.lock().expect("model");
         m.ticks += 1;
         let live = m
@@ -122,16 +140,26 @@ impl Backend for MemBackend {
 
 /// Starts the scheduler on the paused clock; returns what drives it.
 fn start(backend: &Arc<MemBackend>) -> (TokioClock, Arc<Notify>, CancellationToken) {
+    let (clock, wake, stop, _) = start_watched(backend);
+    (clock, wake, stop)
+}
+
+/// [`start`], with the liveness the scheduler reports to.
+fn start_watched(
+    backend: &Arc<MemBackend>,
+) -> (TokioClock, Arc<Notify>, CancellationToken, Arc<Liveness>) {
     let clock = TokioClock::starting_at(ts(BASE));
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();
+    let liveness = Arc::new(Liveness::new(clock.now()));
     tokio::spawn(super::run(
         Arc::clone(backend),
         clock.clone(),
         Arc::clone(&wake),
+        Arc::clone(&liveness),
         stop.clone(),
     ));
-    (clock, wake, stop)
+    (clock, wake, stop, liveness)
 }
 
 async fn advance_to(clock: &TokioClock, t: Timestamp) {
@@ -237,5 +265,49 @@ async fn a_final_report_resolves_the_alarm_and_a_preliminary_one_does_not() {
     let count = backend.sent().len();
     advance_to(&clock, ts("2026-11-21T11:00:00Z")).await;
     assert_eq!(backend.sent().len(), count);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduler_that_hangs_or_keeps_failing_is_reported() {
+    let backend = MemBackend::new(ts("2026-11-21T10:00:00Z"));
+    let (clock, wake, stop, liveness) = start_watched(&backend);
+    // Nothing is due for a day: the scheduler sleeps in steps of POLL and
+    // so keeps coming round.
+    advance_to(&clock, ts("2026-11-20T10:10:00Z")).await;
+    assert_eq!(liveness.problem(clock.now()), None);
+    assert_eq!(liveness.last_evaluation(), Some(ts(BASE)));
+    assert!(liveness.last_run() >= ts("2026-11-20T10:09:59Z"));
+
+    // Evaluations that fail are retried every 5 s; after a minute of it the
+    // scheduler is reported, though it still comes round.
+    backend.model.lock().expect("model").fault = Some(Fault::Fail);
+    wake.notify_one();
+    advance_to(&clock, ts("2026-11-20T10:10:30Z")).await;
+    assert_eq!(liveness.problem(clock.now()), None);
+    advance_to(&clock, ts("2026-11-20T10:11:05Z")).await;
+    let problem = liveness.problem(clock.now()).expect("failing");
+    assert!(
+        problem.starts_with("watchdog evaluations have failed for "),
+        "{problem}"
+    );
+    // One success clears it.
+    backend.model.lock().expect("model").fault = None;
+    advance_to(&clock, ts("2026-11-20T10:11:11Z")).await;
+    assert_eq!(liveness.problem(clock.now()), None);
+    assert!(liveness.last_evaluation() >= Some(ts("2026-11-20T10:11:05Z")));
+
+    // An evaluation that never returns stops the loop: reported once it
+    // has not come round for STUCK_AFTER.
+    backend.model.lock().expect("model").fault = Some(Fault::Hang);
+    wake.notify_one();
+    advance_to(&clock, ts("2026-11-20T10:11:50Z")).await;
+    assert_eq!(liveness.problem(clock.now()), None);
+    advance_to(&clock, ts("2026-11-20T10:12:20Z")).await;
+    let problem = liveness.problem(clock.now()).expect("stuck");
+    assert!(
+        problem.starts_with("the watchdog scheduler has not run for "),
+        "{problem}"
+    );
     stop.cancel();
 }

@@ -220,3 +220,45 @@ fn sigterm_lets_the_gateway_exit_within_its_grace_period() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// What the gateway sent to systemd's notify socket, one datagram each.
+fn notifications(socket: &std::os::unix::net::UnixDatagram, within: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match socket.recv(&mut buf) {
+            Ok(n) => got.push(String::from_utf8_lossy(&buf[..n]).trim().to_owned()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+#[test]
+fn systemd_hears_ready_then_watchdog_pings_then_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let port = free_port();
+    let config = write_process_config(dir.path(), port, &Options::default());
+    // As systemd runs the unit: NOTIFY_SOCKET, and WatchdogSec=1 s.
+    let notify = format!("NOTIFY_SOCKET={}", path.display());
+    let gw = GatewayProcess::start(&config, port, &["env", &notify, "WATCHDOG_USEC=1000000"]);
+    let heard = notifications(&socket, Duration::from_secs(3));
+    assert_eq!(
+        heard.first().map(String::as_str),
+        Some("READY=1"),
+        "{heard:?}"
+    );
+    // Pings at half the interval while the process and its watchdog
+    // scheduler run: about six in three seconds.
+    let pings = heard.iter().filter(|m| *m == "WATCHDOG=1").count();
+    assert!(pings >= 3, "{heard:?}");
+    gw.signal("TERM");
+    let heard = notifications(&socket, Duration::from_secs(5));
+    assert!(heard.iter().any(|m| m == "STOPPING=1"), "{heard:?}");
+}

@@ -1369,3 +1369,37 @@ async fn a_session_write_needs_its_csrf_token_and_is_made_by_the_user() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.json()["recorded_by"], USER);
 }
+
+#[tokio::test]
+async fn readyz_fails_while_the_watchdog_scheduler_does_not_run() {
+    // The app alone, without the server's scheduler: as a process whose
+    // scheduler task has stopped.
+    let api = Api::new();
+    let watchdog = |answer: &Answer| {
+        answer.json()["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "watchdog")
+            .cloned()
+            .unwrap_or_else(|| panic!("no watchdog check: {}", answer.body))
+    };
+    let answer = api.get("/readyz").await;
+    assert_eq!(watchdog(&answer)["ok"], true, "{}", answer.body);
+
+    api.app.set_now(ts(NOW) + SignedDuration::from_secs(90));
+    let answer = api.get("/readyz").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    let check = watchdog(&answer);
+    assert_eq!(check["ok"], false, "{}", answer.body);
+    assert_eq!(
+        check["detail"], "the watchdog scheduler has not run for 90 s",
+        "{}",
+        answer.body
+    );
+}

@@ -169,7 +169,35 @@ fn health_and_readiness_answer_with_their_checks() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["catalog", "storage", "storage_space", "listeners"]);
+    assert_eq!(
+        names,
+        [
+            "catalog",
+            "storage",
+            "storage_space",
+            "listeners",
+            "watchdog"
+        ]
+    );
+    // The scheduler has evaluated since the gateway started, and keeps
+    // coming round its loop (at least once a second).
+    let families = scrape(gw.http_port);
+    let now = jiff::Timestamp::now().as_second() as f64;
+    let evaluated = value(
+        &families,
+        "studywatch_watchdog_last_evaluation_timestamp_seconds",
+        &[],
+    );
+    assert!(
+        evaluated > now - 60.0 && evaluated <= now,
+        "{evaluated} vs {now}"
+    );
+    let ran = value(
+        &families,
+        "studywatch_watchdog_last_run_timestamp_seconds",
+        &[],
+    );
+    assert!(ran >= now - 5.0 && ran <= now, "{ran} vs {now}");
 
     // Storage that cannot be written makes the gateway not ready.
     let tmp = gw.storage().join(".tmp");
