@@ -603,7 +603,8 @@ pub struct Alarm {
     pub id: i64,
     /// `overdue_report | failsafe_unacknowledged | unmatched_report |
     /// feed_silent | integrity | storage_low | forward_stalled |
-    /// incomplete_transfer | calendar_expiring | clock_skew`.
+    /// incomplete_transfer | order_without_images | calendar_expiring |
+    /// clock_skew`.
     pub kind: String,
     /// `open | acknowledged | resolved`.
     pub state: String,

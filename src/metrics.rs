@@ -71,7 +71,7 @@ const HL7_TYPES: [&str; 8] = [
 
 /// The alarm kinds the watchdog raises, each shown (as 0 when none is live)
 /// so a dashboard query never sees a series vanish.
-const ALARM_KINDS: [&str; 10] = [
+const ALARM_KINDS: [&str; 11] = [
     "overdue_report",
     "failsafe_unacknowledged",
     "unmatched_report",
@@ -80,6 +80,7 @@ const ALARM_KINDS: [&str; 10] = [
     "storage_low",
     "forward_stalled",
     "incomplete_transfer",
+    "order_without_images",
     "calendar_expiring",
     "clock_skew",
 ];

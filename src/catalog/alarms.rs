@@ -576,6 +576,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?,
+            super::orders::KIND => super::orders::order_awaits_images(&self.conn, &alarm.subject)?,
             "incomplete_transfer" => cached_row(
                 &self.conn,
                 "SELECT completeness IS NOT 'complete' FROM studies WHERE study_uid = ?1",

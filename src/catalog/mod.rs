@@ -31,6 +31,7 @@ pub mod dashboard;
 mod figures;
 mod forward;
 mod handle;
+pub mod orders;
 mod readers;
 mod reports;
 mod retention;

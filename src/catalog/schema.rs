@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     V9,
     CLOCK_OBSERVATIONS,
     ISSUER_OF_PATIENT_ID,
+    ORDERS_AWAITING_IMAGES,
 ];
 
 /// The schema version this binary writes and understands.
@@ -633,6 +634,26 @@ CREATE TABLE clock_observations (
 /// catalogued before this step have none, and match as before.
 const ISSUER_OF_PATIENT_ID: &str = r#"
 ALTER TABLE studies ADD COLUMN issuer_of_patient_id TEXT;
+"#;
+
+/// Version 12: HL7 orders whose examination the RIS reported complete
+/// (ORC-5 `CM`) wait for their images (`catalog/orders.rs`).
+///
+/// `images_due` is set by a trigger on such an order (one that names an
+/// accession or a study UID) and cleared once the watchdog has looked at it
+/// after `[watchdog] order_without_images_after`: then it either found the
+/// study or raised `order_without_images`. Orders stored before this step
+/// are not looked at.
+const ORDERS_AWAITING_IMAGES: &str = r#"
+ALTER TABLE orders ADD COLUMN images_due INTEGER NOT NULL DEFAULT 0
+    CHECK (images_due IN (0, 1));
+CREATE INDEX orders_images_due ON orders (received_at) WHERE images_due = 1;
+CREATE TRIGGER orders_images_due_on_completion AFTER INSERT ON orders
+WHEN NEW.order_status = 'CM'
+  AND (NEW.accession_number IS NOT NULL OR NEW.study_uid IS NOT NULL)
+BEGIN
+    UPDATE orders SET images_due = 1 WHERE id = NEW.id;
+END;
 "#;
 
 /// Brings the database up to [`SCHEMA_VERSION`], one transaction per step, or

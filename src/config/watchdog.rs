@@ -15,6 +15,7 @@ mod defaults {
     pub const CALENDAR: &str = "conf/calendars/england-and-wales.toml";
     pub const UNMATCHED_AFTER: &str = "24h";
     pub const FEED_SILENT_AFTER: &str = "0s";
+    pub const ORDER_WITHOUT_IMAGES_AFTER: &str = "0s";
     pub const CLOCK_SKEW_AFTER: &str = "5m";
     pub const CRITICAL: &str = "1h";
     pub const URGENT: &str = "24h";
@@ -33,6 +34,10 @@ pub struct Watchdog {
     /// No HL7 message for this much working time raises `feed_silent`;
     /// `None` (`"0s"`) turns the check off.
     pub feed_silent_after: Option<Duration>,
+    /// An HL7 order whose examination the RIS reported complete, with no
+    /// study of its accession or study UID this long after, raises
+    /// `order_without_images`; `None` (`"0s"`) turns the check off.
+    pub order_without_images_after: Option<Duration>,
     /// A sender whose clock (HL7 MSH-7, DICOM Instance Creation or
     /// Acquisition time) runs ahead of ours by more than this raises
     /// `clock_skew`; `None` (`"0s"`) turns the check off.
@@ -108,6 +113,8 @@ pub(super) struct FileWatchdog {
     unmatched_report_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     feed_silent_after: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_without_images_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     clock_skew_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -212,6 +219,13 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
         false,
         problems,
     );
+    let order_without_images = duration(
+        "watchdog.order_without_images_after",
+        file.order_without_images_after.as_deref(),
+        defaults::ORDER_WITHOUT_IMAGES_AFTER,
+        false,
+        problems,
+    );
     let clock_skew = duration(
         "watchdog.clock_skew_after",
         file.clock_skew_after.as_deref(),
@@ -270,6 +284,8 @@ pub(super) fn validate(file: &FileWatchdog, problems: &mut Problems) -> Watchdog
         working_hours,
         unmatched_report_after,
         feed_silent_after: (!feed_silent.is_zero()).then_some(feed_silent),
+        order_without_images_after: (!order_without_images.is_zero())
+            .then_some(order_without_images),
         clock_skew_after: (!clock_skew.is_zero()).then_some(clock_skew),
         alarm_notify: file.alarm_notify.clone().unwrap_or_default(),
         failsafe,
@@ -429,6 +445,9 @@ pub(super) fn to_file(w: &Watchdog) -> FileWatchdog {
         feed_silent_after: Some(format_duration(
             w.feed_silent_after.unwrap_or(Duration::ZERO),
         )),
+        order_without_images_after: Some(format_duration(
+            w.order_without_images_after.unwrap_or(Duration::ZERO),
+        )),
         clock_skew_after: Some(format_duration(
             w.clock_skew_after.unwrap_or(Duration::ZERO),
         )),
@@ -518,6 +537,30 @@ mod tests {
         assert_eq!(again.watchdog.clock_skew_after, None);
         let ten = load("clock_skew_after = \"10s\"").unwrap();
         assert_eq!(ten.watchdog.clock_skew_after, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn order_without_images_after_is_off_by_default_and_reads_back() {
+        let c = load("").unwrap();
+        assert_eq!(c.watchdog.order_without_images_after, None);
+        assert!(
+            c.effective_toml()
+                .contains("order_without_images_after = \"0s\"")
+        );
+        let on = load("order_without_images_after = \"4h\"").unwrap();
+        assert_eq!(
+            on.watchdog.order_without_images_after,
+            Some(Duration::from_secs(4 * 3600))
+        );
+        let again = Config::from_toml_str(&on.effective_toml()).unwrap();
+        assert_eq!(again.watchdog, on.watchdog);
+        let problems = load("order_without_images_after = \"soon\"").unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|(key, _)| key == "watchdog.order_without_images_after"),
+            "{problems:?}"
+        );
     }
 
     #[test]

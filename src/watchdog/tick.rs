@@ -22,6 +22,7 @@ use super::Backend;
 use super::calendar::{CALENDAR_HORIZON_DAYS, Clock};
 use super::engine::{self, Action, Plan};
 use super::rules::{self, Rule, Step, StudyFacts};
+use crate::catalog::orders;
 use crate::catalog::{
     AlarmRow, AlarmUpdate, Catalog, DeadlineUpdate, NewAlarm, NewNotification, Store, StudyForRules,
 };
@@ -46,6 +47,9 @@ pub struct Settings {
     pub failsafe: Failsafe,
     pub unmatched_report_after: Duration,
     pub feed_silent_after: Option<Duration>,
+    /// An order the RIS reported complete with no study this long after
+    /// raises `order_without_images`; `None`: off.
+    pub order_without_images_after: Option<Duration>,
     pub alarm_notify: Vec<String>,
     pub include: Vec<Identifier>,
     pub dashboard_url: Option<String>,
@@ -89,6 +93,7 @@ impl Settings {
             failsafe: config.watchdog.failsafe.clone(),
             unmatched_report_after: config.watchdog.unmatched_report_after,
             feed_silent_after: config.watchdog.feed_silent_after,
+            order_without_images_after: config.watchdog.order_without_images_after,
             alarm_notify: config.watchdog.alarm_notify.clone(),
             include: config.notify.include.clone(),
             dashboard_url: config.notify.dashboard_url.clone(),
@@ -294,6 +299,38 @@ pub fn evaluate(
             now,
         )?;
     }
+    if let Some(after) = s.order_without_images_after {
+        let due = store.orders_awaiting_images(sub(now, after), BATCH)?;
+        more |= due.len() == BATCH;
+        let mut checked = Vec::with_capacity(due.len());
+        for o in due {
+            if o.without_images && !o.alarmed {
+                let order = match (&o.accession_number, &o.study_uid) {
+                    (Some(accession), _) => format!("accession {accession}"),
+                    (None, Some(uid)) => format!("study UID {uid}"),
+                    (None, None) => "-".to_owned(),
+                };
+                let detail = format!(
+                    "the RIS reported the examination of order {} ({order}) complete at {}; \
+                     no images of it have arrived in {}",
+                    o.id,
+                    o.completed_at,
+                    crate::config::format_duration(after)
+                );
+                let due_at = add(o.completed_at, after);
+                let subject = orders::subject(o.id);
+                let alarm = system_alarm(orders::KIND, subject, o.study_uid, due_at, detail);
+                raise(store, s, alarm, now)?;
+            }
+            checked.push(o.id);
+        }
+        store.orders_images_checked(&checked)?;
+    }
+    // An order alarm whose study arrived, or whose order was cancelled,
+    // resolves in this pass.
+    let holding = store.orders_still_without_images()?;
+    store.recheck_cleared(orders::KIND, &holding)?;
+
     let feed_silent = match s.feed_silent_after {
         Some(limit) => {
             let since = store
@@ -542,6 +579,12 @@ pub fn evaluate(
         .chain(unmatched.map(|t| add(t, s.unmatched_report_after)))
         .filter(|t| *t > now)
         .min();
+    let order_due = match s.order_without_images_after {
+        Some(after) => store
+            .earliest_awaiting_images()?
+            .map(|t| add(t, after).max(now)),
+        None => None,
+    };
     // Free space and the feed are looked at again within a minute.
     let soon = add(now, Duration::from_secs(60));
     let periodic = (s.storage_free.is_some()
@@ -550,10 +593,17 @@ pub fn evaluate(
         || s.calendar_file.is_some()
         || s.clock_skew_after.is_some())
     .then_some(soon);
-    Ok([next, Some(next_digest), periodic, report_due, forward_due]
-        .into_iter()
-        .flatten()
-        .min())
+    Ok([
+        next,
+        Some(next_digest),
+        periodic,
+        report_due,
+        forward_due,
+        order_due,
+    ]
+    .into_iter()
+    .flatten()
+    .min())
 }
 
 /// Raises an alarm (if no live one of its kind and subject exists), its
@@ -890,6 +940,7 @@ fn resolution(alarm: &AlarmRow, store: &Store) -> Result<String, crate::catalog:
                 .to_owned()
         }
         "incomplete_transfer" => "the study is complete now".to_owned(),
+        orders::KIND => "its study arrived, or the order was cancelled".to_owned(),
         "clock_skew" => "a later message or instance from the sender is within \
              clock_skew_after, or none ahead of it has come for 24 h"
             .to_owned(),
@@ -983,6 +1034,7 @@ fn kind_title(kind: &str) -> &'static str {
         "storage_low" => "Storage running low",
         "forward_stalled" => "Instances not reaching a forward destination",
         "incomplete_transfer" => "Study incomplete: the sender holds more than arrived",
+        orders::KIND => "Examination complete in the RIS, but no images arrived",
         "calendar_expiring" => "Bank-holiday calendar runs out within 90 days",
         "clock_skew" => "A sender's clock runs ahead of ours",
         _ => "Alarm",

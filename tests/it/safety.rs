@@ -720,3 +720,73 @@ fn a_reused_accession_does_not_close_a_new_study_with_an_old_report() {
     assert_eq!(s["state"], "reported", "{s:#}");
     assert_eq!(s["reports"].as_array().unwrap().len(), 1, "{s:#}");
 }
+
+/// H-017: an examination the RIS reports complete (ORC-5 `CM`) whose images
+/// never reach the gateway raises `order_without_images`. The study's
+/// arrival, or a later cancellation, resolves it; an order that is only
+/// scheduled raises nothing.
+#[test]
+fn a_completed_order_whose_images_never_arrive_raises_order_without_images() {
+    let gw = TestGateway::with(Options {
+        tail: "\n[watchdog]\norder_without_images_after = \"2s\"\n".into(),
+        ..Options::default()
+    });
+    let patient = "RXX3000030";
+    // The fixture is a new order (ORC-1 NW, ORC-5 SC: scheduled); the RIS
+    // sends the same order again as its status changes.
+    let order = |control: &str, accession: &str, orc1: &str, orc5: &str| -> Vec<u8> {
+        let text = String::from_utf8(report_for("orm-o01.hl7", control, accession, patient))
+            .expect("ASCII fixture");
+        assert!(text.contains("ORC|NW|") && text.contains("||SC||"));
+        text.replace("ORC|NW|", &format!("ORC|{orc1}|"))
+            .replace("||SC||", &format!("||{orc5}||"))
+            .into_bytes()
+    };
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[
+            order("ORD-1", "ACC-O1", "NW", "SC"),
+            order("ORD-2", "ACC-O1", "SC", "CM"),
+            order("ORD-3", "ACC-O2", "SC", "CM"),
+            order("ORD-4", "ACC-O3", "NW", "SC"),
+        ],
+    );
+    assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
+    let live = |accession: &str| {
+        alarms_of(&gw.config_path, "order_without_images")
+            .into_iter()
+            .filter(|a| a["state"] == "open")
+            .filter(|a| a["detail"].as_str().unwrap_or("").contains(accession))
+            .count()
+    };
+    wait_for(
+        "order_without_images alarms",
+        Duration::from_secs(30),
+        || live("ACC-O1") == 1 && live("ACC-O2") == 1,
+    );
+    let alarm = alarms_of(&gw.config_path, "order_without_images")
+        .into_iter()
+        .find(|a| a["detail"].as_str().unwrap_or("").contains("ACC-O1"))
+        .unwrap();
+    assert!(
+        alarm["detail"].as_str().unwrap().contains("complete at 20"),
+        "{alarm:#}"
+    );
+    // Only scheduled: nothing is due for it.
+    assert_eq!(live("ACC-O3"), 0);
+
+    // The images of ACC-O1 arrive; ACC-O2's order is cancelled.
+    send_study(&gw, &uid(11, 1), "ACC-O1", patient);
+    let acks = mllp_send(
+        gw.hl7_port,
+        gw.dir.path(),
+        &[order("ORD-5", "ACC-O2", "CA", "CA")],
+    );
+    assert_eq!(acks[0].code, "AA", "{acks:?}");
+    wait_for("both alarms to resolve", Duration::from_secs(30), || {
+        let all = alarms_of(&gw.config_path, "order_without_images");
+        all.len() == 2 && all.iter().all(|a| a["state"] == "resolved")
+    });
+    assert_eq!(live("ACC-O3"), 0);
+}

@@ -132,6 +132,7 @@ pub fn alarm_kind(kind: &str) -> &str {
         "storage_low" => "Storage space low",
         "forward_stalled" => "Not reaching a forward destination",
         "incomplete_transfer" => "Incomplete transfer",
+        "order_without_images" => "Order without images",
         "calendar_expiring" => "Bank-holiday calendar running out",
         "clock_skew" => "Sender's clock ahead of ours",
         other => other,
