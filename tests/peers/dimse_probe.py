@@ -22,14 +22,29 @@ VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
-def exchange(assoc, primitive, context_id):
-    # Pause pynetdicom's reactor the way its own send_c_* methods do.
+def pause_reactor(assoc):
+    """Stops pynetdicom's reactor from taking messages off the DIMSE queue,
+    for the whole of the probe's exchanges, the way its own send_c_* methods
+    do for one. The reactor raises its paused flag on every turn of its loop
+    (1 ms each), not only when it blocks, so seeing it once proves little:
+    the probe waits for it, lets 20 ms of turns pass, and waits for it
+    again, by when the reactor is blocked at its checkpoint. Pausing and
+    resuming around each exchange let a loaded machine's reactor take a
+    response as unsolicited (a None response after the DIMSE timeout)."""
     assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
+    for _ in range(2):
+        while not assoc._is_paused:
+            time.sleep(0.0001)
+        time.sleep(0.02)
+
+
+def resume_reactor(assoc):
+    assoc._reactor_checkpoint.set()
+
+
+def exchange(assoc, primitive, context_id):
     assoc.dimse.send_msg(primitive, context_id)
     _, rsp = assoc.dimse.get_msg(block=True)
-    assoc._reactor_checkpoint.set()
     return rsp
 
 
@@ -59,6 +74,7 @@ def main():
     if not assoc.is_established:
         print(json.dumps({"association": "rejected"}), flush=True)
         sys.exit(2)
+    pause_reactor(assoc)
     if a.mode == "echo":
         cx = context_for(assoc, VERIFICATION)
         for msg_id in [int(x) for x in a.ids.split(",")]:
@@ -97,6 +113,7 @@ def main():
     else:
         print(json.dumps({"association": "established"}), flush=True)
         time.sleep(a.seconds)
+    resume_reactor(assoc)
     assoc.release()
 
 
