@@ -325,9 +325,8 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats, syncer: Opt
                         Err(_) => break,
                     }
                 }
-                let (answers, restored) = split(unflushed(&mut store, syncer.is_some(), |store| {
-                    run_group(store, jobs)
-                }));
+                let (answers, restored) =
+                    unflushed(&mut store, syncer.is_some(), |store| run_group(store, jobs));
                 stats.changed.notify_one();
                 let deliver: Deliver = Box::new(move |flush| {
                     for (deliver, commit) in answers {
@@ -363,9 +362,9 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats, syncer: Opt
                     .grouped_records
                     .fetch_add(recs.len() as u64, Ordering::Relaxed);
                 tracing::trace!(batch = recs.len(), "catalog group commit");
-                let (results, restored) = split(unflushed(&mut store, syncer.is_some(), |store| {
+                let (results, restored) = unflushed(&mut store, syncer.is_some(), |store| {
                     store.record_instances(&recs)
-                }));
+                });
                 let deliver: Deliver = Box::new(move |flush| {
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(match (&flush, result) {
@@ -396,7 +395,7 @@ fn run(mut store: Store, rx: mpsc::Receiver<Request>, stats: &Stats, syncer: Opt
 /// Runs `batch` with commits that leave the WAL flush to the syncer (when
 /// there is one), and switches flushing back on for the thread's other calls.
 ///
-/// Returns `Err` with the batch's result when flushing could not be switched
+/// Returns the batch's result, and false when flushing could not be switched
 /// back on. The thread's other calls answer as soon as they commit, so they
 /// would then answer before their commit is durable: the caller stops the
 /// thread instead (fail-stop), and every later request fails.
@@ -404,7 +403,7 @@ fn unflushed<R>(
     store: &mut Store,
     deferred: bool,
     batch: impl FnOnce(&mut Store) -> R,
-) -> Result<R, R> {
+) -> (R, bool) {
     // If switching fails, commits flush themselves, as without a syncer.
     let deferred = deferred && store.set_flush_on_commit(false).is_ok();
     let out = batch(store);
@@ -416,18 +415,10 @@ fn unflushed<R>(
             tracing::error!(error = %e,
                 "catalog: cannot switch commits back to flushing; the catalog stops \
                  taking requests, so that nothing is answered before it is durable");
-            return Err(out);
+            return (out, false);
         }
     }
-    Ok(out)
-}
-
-/// The value of an [`unflushed`] result, and whether flushing is back on.
-fn split<R>(result: Result<R, R>) -> (R, bool) {
-    match result {
-        Ok(out) => (out, true),
-        Err(out) => (out, false),
-    }
+    (out, true)
 }
 
 /// Delivers `deliver` after the syncer's next flush, or at once without one
