@@ -530,7 +530,8 @@ fn commit_completeness(
         // `complete` only undoes what a commitment found.
         let changed = cached_exec(
             conn,
-            "UPDATE studies SET completeness = ?2, completeness_at = ?3, completeness_detail = ?4 \
+            "UPDATE studies SET completeness = ?2, completeness_at = ?3, completeness_detail = ?4, \
+             expected_instances = NULL \
              WHERE study_uid = ?1 \
                AND (?5 OR (completeness = 'incomplete' AND completeness_detail LIKE ?6))",
             params![
