@@ -137,11 +137,7 @@ fn a_missing_instance_is_reported_failed_on_a_new_association() {
     // The modality may stop at our failure report: the study it named is
     // marked incomplete and alarms, so the gap does not stay silent.
     let study = study_of(&files[0]);
-    let transfer = |gw: &TestGateway| {
-        let out = gw.cli(&["study", &study, "--json"]);
-        assert!(out.status.success(), "{}", show(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["transfer"].clone()
-    };
+    let transfer = |gw: &TestGateway| gw.cli_json(&["study", &study, "--json"])["transfer"].clone();
     wait_for(
         "the study to be incomplete",
         Duration::from_secs(10),
@@ -156,18 +152,7 @@ fn a_missing_instance_is_reported_failed_on_a_new_association() {
         "{t}"
     );
     let alarm = |gw: &TestGateway, state: &str| {
-        let out = gw.cli(&["alarms", "--json"]);
-        assert!(out.status.success(), "{}", show(&out));
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| {
-                a["kind"] == "incomplete_transfer"
-                    && a["study_uid"] == study.as_str()
-                    && a["state"] == state
-            })
+        has_alarm(&gw.config_path, "incomplete_transfer", &study, state)
     };
     wait_for(
         "an incomplete_transfer alarm",

@@ -214,6 +214,33 @@ impl TestGateway {
             .output()
             .expect("run studywatch")
     }
+
+    /// [`cli_json_at`] on this gateway's config.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        cli_json_at(&self.config_path, args)
+    }
+}
+
+/// Runs the CLI with `config`, which must succeed, and parses its JSON.
+pub fn cli_json_at(config: &Path, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run studywatch");
+    assert!(out.status.success(), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
+}
+
+/// Whether `studywatch alarms` lists an alarm of `kind` about `study` in
+/// `state`.
+pub fn has_alarm(config: &Path, kind: &str, study: &str, state: &str) -> bool {
+    cli_json_at(config, &["alarms", "--json"])
+        .as_array()
+        .expect("a list")
+        .iter()
+        .any(|a| a["kind"] == kind && a["study_uid"] == study && a["state"] == state)
 }
 
 impl Drop for TestGateway {

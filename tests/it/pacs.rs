@@ -43,15 +43,8 @@ fn cli(config: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// Runs the CLI with `config` and parses its JSON output.
-fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
-    let out = cli(config, args);
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
-}
-
 fn destination_status(config: &Path, name: &str) -> serde_json::Value {
-    cli_json(config, &["forward", "status", "--json"])
+    cli_json_at(config, &["forward", "status", "--json"])
         .as_array()
         .unwrap()
         .iter()
@@ -139,7 +132,7 @@ fn a_study_reaches_orthanc_and_waits_while_it_is_down_then_arrives_once() {
 
 /// `study UID --json` through the CLI.
 fn study_json(config: &Path, study: &str) -> serde_json::Value {
-    cli_json(config, &["study", study, "--json"])
+    cli_json_at(config, &["study", study, "--json"])
 }
 
 #[test]
@@ -333,7 +326,7 @@ fn a_study_orthanc_holds_more_of_is_incomplete_until_the_rest_arrives() {
         "{s}"
     );
     let alarm_of = |config: &Path| {
-        cli_json(config, &["alarms", "--json"])
+        cli_json_at(config, &["alarms", "--json"])
             .as_array()
             .unwrap()
             .iter()
@@ -353,14 +346,6 @@ fn a_study_orthanc_holds_more_of_is_incomplete_until_the_rest_arrives() {
         study_json(&config, &study)["transfer"]["completeness"] == "complete"
     });
     wait_for("the alarm to resolve", Duration::from_secs(30), || {
-        cli_json(&config, &["alarms", "--json"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| {
-                a["kind"] == "incomplete_transfer"
-                    && a["study_uid"] == study.as_str()
-                    && a["state"] == "resolved"
-            })
+        has_alarm(&config, "incomplete_transfer", &study, "resolved")
     });
 }

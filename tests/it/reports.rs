@@ -3,7 +3,7 @@
 //! as the CLI shows it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -170,14 +170,8 @@ fn make_sr(gw: &TestGateway, args: &[&str]) -> PathBuf {
     path
 }
 
-fn cli_json(gw: &TestGateway, args: &[&str]) -> Value {
-    let out: Output = gw.cli(args);
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
-}
-
 fn study(gw: &TestGateway, uid: &str) -> Value {
-    cli_json(gw, &["study", uid, "--json"])
+    gw.cli_json(&["study", uid, "--json"])
 }
 
 /// The rules by which a study's reports are linked to it.
@@ -255,10 +249,10 @@ fn hl7_reports_link_by_study_uid_accession_and_order() {
     // The text view says how the report was linked.
     let out = gw.cli(&["study", &c]);
     assert!(show(&out).contains("linked by order"), "{}", show(&out));
-    let reported = cli_json(&gw, &["studies", "--reported", "--json"]);
+    let reported = gw.cli_json(&["studies", "--reported", "--json"]);
     assert_eq!(reported.as_array().unwrap().len(), 4);
     assert!(
-        cli_json(&gw, &["studies", "--unreported", "--json"])
+        gw.cli_json(&["studies", "--unreported", "--json"])
             .as_array()
             .unwrap()
             .is_empty()
@@ -341,7 +335,7 @@ fn an_accession_links_only_within_its_issuer() {
     let s = study(&gw, &theirs);
     assert_eq!(s["state"], "unreported", "{s:#}");
     assert_eq!(link_rules(&study(&gw, &unissued)), ["accession"]);
-    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    let unmatched = gw.cli_json(&["reports", "--unmatched", "--json"]);
     assert_eq!(unmatched.as_array().unwrap().len(), 1, "{unmatched:#}");
     assert_eq!(unmatched[0]["accession_number"], "ACC-I2");
     assert_eq!(unmatched[0]["issuer_of_accession"], "CRIS");
@@ -432,7 +426,7 @@ fn a_patient_id_links_only_within_its_issuer() {
             .any(|a| a["action"] == "report_link_refused"),
         "{s:#}"
     );
-    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    let unmatched = gw.cli_json(&["reports", "--unmatched", "--json"]);
     assert_eq!(unmatched.as_array().unwrap().len(), 1, "{unmatched:#}");
     assert_eq!(unmatched[0]["accession_number"], "ACC-P2");
 }
@@ -455,7 +449,7 @@ fn a_report_that_arrives_before_its_images_links_when_they_arrive() {
         "{:?}",
         acks[0]
     );
-    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    let unmatched = gw.cli_json(&["reports", "--unmatched", "--json"]);
     assert_eq!(unmatched.as_array().unwrap().len(), 1);
     assert_eq!(unmatched[0]["accession_number"], "ACC-EARLY");
     assert_eq!(unmatched[0]["origin"], "hl7");
@@ -465,7 +459,7 @@ fn a_report_that_arrives_before_its_images_links_when_they_arrive() {
     assert_eq!(s["state"], "reported", "{s:#}");
     assert_eq!(link_rules(&s), ["accession"]);
     assert!(
-        cli_json(&gw, &["reports", "--unmatched", "--json"])
+        gw.cli_json(&["reports", "--unmatched", "--json"])
             .as_array()
             .unwrap()
             .is_empty()
@@ -563,7 +557,7 @@ fn failsafe_alert_categories_are_stored_with_the_report() {
     ];
     let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
     assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
-    let reports = cli_json(&gw, &["reports", "--json"]);
+    let reports = gw.cli_json(&["reports", "--json"]);
     let by_accession = |acc: &str| {
         reports
             .as_array()
@@ -612,7 +606,7 @@ fn a_message_seen_before_is_acknowledged_again_and_processed_once() {
         );
     }
     assert!(acks[1].text.contains("duplicate"), "{:?}", acks[1]);
-    let reports = cli_json(&gw, &["reports", "--json"]);
+    let reports = gw.cli_json(&["reports", "--json"]);
     assert_eq!(reports.as_array().unwrap().len(), 1, "{reports:#}");
 }
 
@@ -676,7 +670,7 @@ fn refused_and_garbage_frames_get_ae_or_ar_and_the_listener_keeps_serving() {
     assert_eq!(later[0].code, "AA");
     drop(partial);
     // Refused messages are kept for the record too, but produce no report.
-    let reports = cli_json(&gw, &["reports", "--json"]);
+    let reports = gw.cli_json(&["reports", "--json"]);
     assert_eq!(reports.as_array().unwrap().len(), 3, "{reports:#}");
 }
 
@@ -697,7 +691,7 @@ fn senders_outside_the_allow_list_are_refused() {
     assert_eq!(acks[0].code, "AR");
     assert!(acks[0].text.contains("not allowed"), "{:?}", acks[0]);
     assert!(
-        cli_json(&gw, &["reports", "--json"])
+        gw.cli_json(&["reports", "--json"])
             .as_array()
             .unwrap()
             .is_empty()
@@ -810,7 +804,7 @@ fn reports_entered_and_imported_by_hand_link_like_any_other() {
     assert_eq!(s["reported_at"], "2026-11-21T09:15:00Z");
     assert_eq!(s["reports"][0]["recorded_by"], "alice");
     assert_eq!(s["reports"][0]["origin"], "manual");
-    let audit = cli_json(&gw, &["study", &uid, "--json"])["audit"].clone();
+    let audit = gw.cli_json(&["study", &uid, "--json"])["audit"].clone();
     assert!(
         audit
             .as_array()
@@ -856,7 +850,7 @@ fn reports_entered_and_imported_by_hand_link_like_any_other() {
     let s = study(&gw, &other);
     assert_eq!(s["state"], "reported");
     assert_eq!(s["reported_at"], "2026-11-19T10:00:00Z");
-    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    let unmatched = gw.cli_json(&["reports", "--unmatched", "--json"]);
     assert_eq!(unmatched.as_array().unwrap().len(), 1);
     assert_eq!(unmatched[0]["accession_number"], "ACC-FUTURE-STUDY");
 }
@@ -947,7 +941,7 @@ fn a_critical_alert_not_acknowledged_in_time_raises_a_failsafe_alarm() {
         ],
     );
     assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
-    let reports = cli_json(&gw, &["reports", "--json"]);
+    let reports = gw.cli_json(&["reports", "--json"]);
     let id_of = |acc: &str| {
         reports
             .as_array()
@@ -971,14 +965,14 @@ fn a_critical_alert_not_acknowledged_in_time_raises_a_failsafe_alarm() {
     ]);
     assert!(out.status.success(), "{}", show(&out));
     wait_for("the fail-safe alarm", Duration::from_secs(15), || {
-        cli_json(&gw, &["alarms", "--open", "--json"])
+        gw.cli_json(&["alarms", "--open", "--json"])
             .as_array()
             .unwrap()
             .iter()
             .any(|a| a["kind"] == "failsafe_unacknowledged")
     });
     std::thread::sleep(Duration::from_secs(1));
-    let alarms = cli_json(&gw, &["alarms", "--json"]);
+    let alarms = gw.cli_json(&["alarms", "--json"]);
     let failsafe: Vec<&Value> = alarms
         .as_array()
         .unwrap()
@@ -987,7 +981,7 @@ fn a_critical_alert_not_acknowledged_in_time_raises_a_failsafe_alarm() {
         .collect();
     assert_eq!(failsafe.len(), 1, "{alarms:#}");
     assert_eq!(failsafe[0]["report_id"].to_string(), id_of("ACC-FS2"));
-    let acked = cli_json(&gw, &["reports", "--json"]);
+    let acked = gw.cli_json(&["reports", "--json"]);
     let first = acked
         .as_array()
         .unwrap()
@@ -1013,7 +1007,7 @@ fn a_report_that_links_to_nothing_alarms_until_its_study_arrives() {
     );
     assert_eq!(acks[0].code, "AA");
     let unmatched_alarm = |state: &str| {
-        cli_json(&gw, &["alarms", "--json"])
+        gw.cli_json(&["alarms", "--json"])
             .as_array()
             .unwrap()
             .iter()
@@ -1073,7 +1067,7 @@ fn an_hl7_message_from_a_clock_ahead_of_ours_raises_clock_skew() {
             alarm.detail
         );
     }
-    let alarms = cli_json(&gw, &["alarms", "--open", "--json"]);
+    let alarms = gw.cli_json(&["alarms", "--open", "--json"]);
     assert!(
         alarms
             .as_array()

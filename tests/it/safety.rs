@@ -43,23 +43,6 @@ fn report_at(
     fixture(file, &values)
 }
 
-fn cli_json(gw: &TestGateway, args: &[&str]) -> Value {
-    let out = gw.cli(args);
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
-}
-
-fn cli_json_at(config: &Path, args: &[&str]) -> Value {
-    let out = std::process::Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
-}
-
 fn actions(study: &Value) -> Vec<String> {
     study["audit"]
         .as_array()
@@ -193,18 +176,18 @@ fn a_report_links_by_either_patient_identifier_and_never_to_another_patient() {
         assert_eq!(ack.code, "AA", "{ack:?}");
     }
     for study in [&hospital, &nhs] {
-        let s = cli_json(&gw, &["study", study, "--json"]);
+        let s = gw.cli_json(&["study", study, "--json"]);
         assert_eq!(s["state"], "reported", "{s:#}");
         assert_eq!(s["reports"][0]["links"][0]["rule"], "accession", "{s:#}");
     }
-    let s = cli_json(&gw, &["study", &other, "--json"]);
+    let s = gw.cli_json(&["study", &other, "--json"]);
     assert_eq!(s["state"], "unreported", "{s:#}");
     assert!(s["reports"].as_array().unwrap().is_empty(), "{s:#}");
     assert!(
         actions(&s).iter().any(|a| a == "report_link_refused"),
         "{s:#}"
     );
-    let unmatched = cli_json(&gw, &["reports", "--unmatched", "--json"]);
+    let unmatched = gw.cli_json(&["reports", "--unmatched", "--json"]);
     let accessions: Vec<&str> = unmatched
         .as_array()
         .unwrap()
@@ -264,9 +247,9 @@ clock = "study_time"
     }
     for (study, _, _, due) in &cases {
         wait_for("the deadline", Duration::from_secs(15), || {
-            !cli_json(&gw, &["study", study, "--json"])["deadline"].is_null()
+            !gw.cli_json(&["study", study, "--json"])["deadline"].is_null()
         });
-        let s = cli_json(&gw, &["study", study, "--json"]);
+        let s = gw.cli_json(&["study", study, "--json"]);
         assert_eq!(s["deadline"], *due, "{study}: {s:#}");
         let out = gw.cli(&["rules", "explain", study]);
         assert!(out.status.success(), "{}", show(&out));
@@ -289,7 +272,7 @@ clock = "study_time"
         )],
     );
     assert_eq!(acks[0].code, "AA", "{:?}", acks[0]);
-    let s = cli_json(&gw, &["study", &cases[0].0, "--json"]);
+    let s = gw.cli_json(&["study", &cases[0].0, "--json"]);
     assert_eq!(s["state"], "reported", "{s:#}");
     assert_eq!(s["reported_at"], "2026-03-30T13:30:00Z", "{s:#}");
 }
@@ -434,7 +417,7 @@ fn a_relay_that_refuses_the_address_gives_the_notification_up_visibly() {
         "the notification to be given up",
         Duration::from_secs(20),
         || {
-            cli_json(&gw, &["audit", "--study", &study, "--json"])
+            gw.cli_json(&["audit", "--study", &study, "--json"])
                 .as_array()
                 .unwrap()
                 .iter()
@@ -501,7 +484,7 @@ fn an_acknowledgement_that_runs_out_re_arms_the_alarm_and_a_study_keeps_one_alar
     wait_for("the step to be sent again", Duration::from_secs(20), || {
         mails_to(&smtp.mails(), "team@example.org").len() == 2
     });
-    let audit = cli_json(&gw, &["audit", "--study", &study, "--json"]);
+    let audit = gw.cli_json(&["audit", "--study", &study, "--json"]);
     assert!(
         audit
             .as_array()
@@ -654,7 +637,7 @@ fn a_pdf_counts_as_the_report_only_when_config_says_so() {
     );
     assert!(out.status.success(), "{}", show(&out));
     storescu(&gw, &pdf);
-    let s = cli_json(&gw, &["study", &study, "--json"]);
+    let s = gw.cli_json(&["study", &study, "--json"]);
     assert_eq!(
         (s["state"].as_str(), s["report_status"].as_str()),
         (Some("unreported"), Some("preliminary")),
@@ -687,7 +670,7 @@ fn a_reused_accession_does_not_close_a_new_study_with_an_old_report() {
     // The new study (dated 2026-11-20) arrives under the same accession.
     let study = uid(9, 1);
     send_study(&gw, &study, "ACC-REUSED", patient);
-    let s = cli_json(&gw, &["study", &study, "--json"]);
+    let s = gw.cli_json(&["study", &study, "--json"]);
     assert_eq!(s["state"], "unreported", "{s:#}");
     assert!(s["reports"].as_array().unwrap().is_empty(), "{s:#}");
     let refused = s["audit"]
@@ -716,7 +699,7 @@ fn a_reused_accession_does_not_close_a_new_study_with_an_old_report() {
     };
     let acks = mllp_send(gw.hl7_port, gw.dir.path(), &[own]);
     assert_eq!(acks[0].code, "AA", "{acks:?}");
-    let s = cli_json(&gw, &["study", &study, "--json"]);
+    let s = gw.cli_json(&["study", &study, "--json"]);
     assert_eq!(s["state"], "reported", "{s:#}");
     assert_eq!(s["reports"].as_array().unwrap().len(), 1, "{s:#}");
 }

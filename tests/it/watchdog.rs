@@ -87,19 +87,8 @@ fn send_study(dir: &Path, port: u16, uid: &str, accession: &str) {
     assert!(out.status.success(), "{}", show(&out));
 }
 
-fn cli(config: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)))
-}
-
 fn alarm_of(config: &Path, uid: &str) -> Option<Value> {
-    cli(config, &["alarms", "--json"])
+    cli_json_at(config, &["alarms", "--json"])
         .as_array()
         .unwrap()
         .iter()
@@ -166,7 +155,7 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
         "{}",
         show(&out)
     );
-    let study = cli(&gw.config_path, &["studies", "--overdue", "--json"]);
+    let study = cli_json_at(&gw.config_path, &["studies", "--overdue", "--json"]);
     assert_eq!(study[0]["study_uid"], uid.as_str());
     assert_eq!(study[0]["state"], "overdue");
 
@@ -234,7 +223,7 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
         resolved,
         "not resolved: {:#}\nstudy: {:#}",
         alarm_of(&gw.config_path, &uid).unwrap(),
-        cli(&gw.config_path, &["study", &uid, "--json"])
+        cli_json_at(&gw.config_path, &["study", &uid, "--json"])
     );
     wait_for("the resolution email", Duration::from_secs(10), || {
         to(&smtp.mails(), "reporting-team@example.org") == 2
@@ -259,7 +248,7 @@ fn an_overdue_study_alarms_by_email_until_a_final_report_resolves_it() {
         "{digest}"
     );
 
-    let audit = cli(&gw.config_path, &["audit", "--study", &uid, "--json"]);
+    let audit = cli_json_at(&gw.config_path, &["audit", "--study", &uid, "--json"]);
     let actions: Vec<&str> = audit
         .as_array()
         .unwrap()
@@ -290,7 +279,7 @@ fn mail_queued_while_the_relay_is_down_is_delivered_once_when_it_returns() {
     let uid = format!("{ROOT}.2.1");
     send_study(gw.dir.path(), gw.port, &uid, "ACC-W2");
     wait_for("a failed delivery attempt", Duration::from_secs(20), || {
-        cli(&gw.config_path, &["audit", "--study", &uid, "--json"])
+        cli_json_at(&gw.config_path, &["audit", "--study", &uid, "--json"])
             .as_array()
             .unwrap()
             .iter()
@@ -377,7 +366,7 @@ fn a_conflicting_resend_raises_an_integrity_alarm() {
         ],
     );
     wait_for("the integrity alarm", Duration::from_secs(15), || {
-        cli(&gw.config_path, &["alarms", "--open", "--json"])
+        cli_json_at(&gw.config_path, &["alarms", "--open", "--json"])
             .as_array()
             .unwrap()
             .iter()
@@ -521,7 +510,7 @@ fn calendar_file(path: &Path, name: &str, first: i16, last: i16) {
 }
 
 fn calendar_alarm(config: &Path) -> Option<Value> {
-    cli(config, &["alarms", "--json"])
+    cli_json_at(config, &["alarms", "--json"])
         .as_array()
         .unwrap()
         .iter()
