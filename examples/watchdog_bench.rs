@@ -670,6 +670,22 @@ fn measure(a: &MeasureArgs) -> anyhow::Result<serde_json::Value> {
         let (alerts, unmatched) = store.pending_report_times()?;
         Ok(alerts.len() + usize::from(unmatched.is_some()))
     })?;
+    part("Store::incomplete_unalarmed", &mut || {
+        Ok(store.incomplete_unalarmed(EVALUATE_BATCH)?.len())
+    })?;
+    part("Store::orders_still_without_images", &mut || {
+        Ok(store.orders_still_without_images()?.len())
+    })?;
+    if let Some(after) = settings.order_without_images_after {
+        part("Store::orders_awaiting_images", &mut || {
+            Ok(store
+                .orders_awaiting_images(minus(fixed, after), EVALUATE_BATCH)?
+                .len())
+        })?;
+        part("Store::earliest_awaiting_images", &mut || {
+            Ok(usize::from(store.earliest_awaiting_images()?.is_some()))
+        })?;
+    }
 
     // The probe: a study due in a few seconds, and the scheduler's loop.
     let probe = probe(&mut store, &settings, &a.probe_ae)?;
