@@ -582,7 +582,8 @@ pub fn evaluate(
     let order_due = match s.order_without_images_after {
         Some(after) => store
             .earliest_awaiting_images()?
-            .map(|t| add(t, after).max(now)),
+            .map(|t| add(t, after))
+            .filter(|t| *t > now),
         None => None,
     };
     // Free space and the feed are looked at again within a minute.
