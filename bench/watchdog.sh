@@ -322,7 +322,8 @@ targets = "\n".join([
 ])
 gen_line = (f"Catalog generated {gen['generated_at'][:19]}Z in {gen['seconds_total']:,.0f} s "
             f"(studies {gen['seconds_studies']:,.0f} s, reports {gen['seconds_reports']:,.0f} s, "
-            f"deadlines {gen['seconds_deadlines']:,.0f} s in {gen['deadline_evaluations']} evaluations; "
+            f"deadlines {gen['seconds_deadlines']:,.0f} s in {gen['deadline_evaluations']} evaluations, "
+            f"stable {gen.get('seconds_stable', 0):,.0f} s; "
             f"{gen['catalog_bytes'] / 2**30:.2f} GiB)" + ("; reused from the cache" if env["CACHED"] == "yes" else ""))
 slow_line = (f"Slowest query of an evaluation: `{slowest['query']}`, {ms(slowest['median_ms'])} ms "
              f"of the {ms(st['median_ms'])} ms median.")
@@ -384,7 +385,9 @@ if [[ ${BENCH_DOCS:-1} != 0 ]]; then
         echo "  30 min to 20.5 h after the images. Of the unreported studies, $OVERDUE_PERCENT% were"
         echo "  received more than a day ago and are overdue; the rest arrived within the last"
         echo "  day and fall due over the next 24 hours. One rule, \`report_within = \"24h\"\`,"
-        echo "  covers them; deadlines were computed by the watchdog's own \`evaluate\`. The"
+        echo "  covers them; deadlines were computed by the watchdog's own \`evaluate\`, and every"
+        echo "  study was then marked stable (\`Store::mark_stable\`) as the server's stability task"
+        echo "  leaves a catalog it has watched for those days. The"
         echo "  generator runs with \`synchronous = NORMAL\` (fsync off) to build the data only;"
         echo "  everything measured runs with \`synchronous = FULL\` (\`storage.fsync = true\`)."
         echo "  $GEN_LINE."

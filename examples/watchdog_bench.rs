@@ -37,7 +37,9 @@
 //! set before the first study was received. A deadline is a pure function of
 //! the study and its rule, so the stored deadlines are what a live watchdog
 //! computes; evaluating "in the past" only keeps it from raising the overdue
-//! alarms, which `measure` then raises and times.
+//! alarms, which `measure` then raises and times. Last, every study is marked
+//! stable (`Store::mark_stable`), as a gateway that has run for those days
+//! leaves them.
 //!
 //! # measure
 //!
@@ -80,8 +82,8 @@ use clap::{Parser, Subcommand};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use studywatch::catalog::{
-    AlarmFilter, AlarmRow, NewInstance, NewReport, PatientId, ReportOrigin, ReportStatus, Store,
-    StudyFilter, StudyState,
+    AlarmFilter, AlarmRow, NewInstance, NewReport, PatientId, ReportOrigin, ReportStatus, Settling,
+    Store, StudyFilter, StudyState,
 };
 use studywatch::config::Config;
 use studywatch::watchdog::tick::{Settings, evaluate};
@@ -384,6 +386,29 @@ fn generate(a: &GenerateArgs) -> anyhow::Result<serde_json::Value> {
     let secs_deadlines = t_deadlines.elapsed().as_secs_f64();
     eprintln!("generate: deadlines computed in {passes} evaluations ({secs_deadlines:.1} s)");
 
+    // 4. Stable, as a gateway that has run for these days leaves them: its
+    //    stability task marked each study stable through the same
+    //    `Store::mark_stable` (without it, a server started on the catalog
+    //    spends its first minutes marking a million studies, and the idle
+    //    measurement times that instead).
+    let t_stable = Instant::now();
+    let mut after: Option<Settling> = None;
+    loop {
+        let page = store.settling(now, after.as_ref(), a.batch)?;
+        let Some(last) = page.last().cloned() else {
+            break;
+        };
+        store.atomically(|s| {
+            for st in &page {
+                s.mark_stable(&st.study_uid, st.last_received_at, false, now)?;
+            }
+            Ok(())
+        })?;
+        after = Some(last);
+    }
+    let secs_stable = t_stable.elapsed().as_secs_f64();
+    eprintln!("generate: studies marked stable ({secs_stable:.1} s)");
+
     // The catalog must hold what was planned.
     let counts = store.counts()?;
     let unreported = store.studies_at(
@@ -432,6 +457,7 @@ fn generate(a: &GenerateArgs) -> anyhow::Result<serde_json::Value> {
         "seconds_studies": round3(secs_studies),
         "seconds_reports": round3(secs_reports),
         "seconds_deadlines": round3(secs_deadlines),
+        "seconds_stable": round3(secs_stable),
         "deadline_evaluations": passes,
         "seconds_total": round3(t0.elapsed().as_secs_f64()),
         "catalog_bytes": bytes,
