@@ -83,6 +83,20 @@ pub(crate) fn subs<'a>(
     ]
 }
 
+/// What an ACK's text says of a report that linked to one study, and of one
+/// that linked to none.
+const LINKED_ONE: &str = "linked to 1 study";
+const NO_MATCH: &str = "no study matches yet";
+
+/// Every ACK is AA, and each one's text says what `says` gives, in order.
+fn assert_accepted(acks: &[Ack], says: &[&str]) {
+    assert_eq!(acks.len(), says.len(), "{acks:?}");
+    for (ack, text) in acks.iter().zip(says) {
+        assert_eq!(ack.code, "AA", "{ack:?}");
+        assert!(ack.text.contains(text), "expected {text:?}: {ack:?}");
+    }
+}
+
 /// Sends the messages with `mllp_send` on one connection, one after the
 /// other, each waiting for its ACK; returns the ACKs in order.
 pub(crate) fn mllp_send(port: u16, dir: &Path, messages: &[Vec<u8>]) -> Vec<Ack> {
@@ -317,17 +331,8 @@ fn an_accession_links_only_within_its_issuer() {
         })
         .collect();
     let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
-    for ack in &acks {
-        assert_eq!(ack.code, "AA", "{ack:?}");
-    }
-    assert!(acks[0].text.contains("linked to 1 study"), "{:?}", acks[0]);
-    assert!(
-        acks[1].text.contains("no study matches yet"),
-        "{:?}",
-        acks[1]
-    );
-    // A study without an issuer may be any issuer's.
-    assert!(acks[2].text.contains("linked to 1 study"), "{:?}", acks[2]);
+    // A study without an issuer may be any issuer's: the third links.
+    assert_accepted(&acks, &[LINKED_ONE, NO_MATCH, LINKED_ONE]);
 
     let s = study(&gw, &ours);
     assert_eq!(s["state"], "reported", "{s:#}");
@@ -405,14 +410,7 @@ fn a_patient_id_links_only_within_its_issuer() {
         })
         .collect();
     let acks = mllp_send(gw.hl7_port, gw.dir.path(), &messages);
-    assert!(acks.iter().all(|a| a.code == "AA"), "{acks:?}");
-    assert!(acks[0].text.contains("linked to 1 study"), "{:?}", acks[0]);
-    assert!(
-        acks[1].text.contains("no study matches yet"),
-        "{:?}",
-        acks[1]
-    );
-    assert!(acks[2].text.contains("linked to 1 study"), "{:?}", acks[2]);
+    assert_accepted(&acks, &[LINKED_ONE, NO_MATCH, LINKED_ONE]);
 
     assert_eq!(study(&gw, &ours)["state"], "reported");
     assert_eq!(study(&gw, &unissued)["state"], "reported");
