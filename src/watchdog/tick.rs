@@ -299,37 +299,8 @@ pub fn evaluate(
             now,
         )?;
     }
-    if let Some(after) = s.order_without_images_after {
-        let due = store.orders_awaiting_images(sub(now, after), BATCH)?;
-        more |= due.len() == BATCH;
-        let mut checked = Vec::with_capacity(due.len());
-        for o in due {
-            if o.without_images && !o.alarmed {
-                let order = match (&o.accession_number, &o.study_uid) {
-                    (Some(accession), _) => format!("accession {accession}"),
-                    (None, Some(uid)) => format!("study UID {uid}"),
-                    (None, None) => "-".to_owned(),
-                };
-                let detail = format!(
-                    "the RIS reported the examination of order {} ({order}) complete at {}; \
-                     no images of it have arrived in {}",
-                    o.id,
-                    o.completed_at,
-                    crate::config::format_duration(after)
-                );
-                let due_at = add(o.completed_at, after);
-                let subject = orders::subject(o.id);
-                let alarm = system_alarm(orders::KIND, subject, o.study_uid, due_at, detail);
-                raise(store, s, alarm, now)?;
-            }
-            checked.push(o.id);
-        }
-        store.orders_images_checked(&checked)?;
-    }
-    // An order alarm whose study arrived, or whose order was cancelled,
-    // resolves in this pass.
-    let holding = store.orders_still_without_images()?;
-    store.recheck_cleared(orders::KIND, &holding)?;
+    let (orders_more, order_due) = orders_without_images(store, s, now)?;
+    more |= orders_more;
 
     let feed_silent = match s.feed_silent_after {
         Some(limit) => {
@@ -579,13 +550,6 @@ pub fn evaluate(
         .chain(unmatched.map(|t| add(t, s.unmatched_report_after)))
         .filter(|t| *t > now)
         .min();
-    let order_due = match s.order_without_images_after {
-        Some(after) => store
-            .earliest_awaiting_images()?
-            .map(|t| add(t, after))
-            .filter(|t| *t > now),
-        None => None,
-    };
     // Free space and the feed are looked at again within a minute.
     let soon = add(now, Duration::from_secs(60));
     let periodic = (s.storage_free.is_some()
@@ -605,6 +569,54 @@ pub fn evaluate(
     .into_iter()
     .flatten()
     .min())
+}
+
+/// `order_without_images`: raises it for each order the RIS reported
+/// complete `order_without_images_after` ago whose study has not arrived,
+/// and marks for a recheck the live ones whose study arrived or whose order
+/// was cancelled, so they resolve in this pass. Returns whether a batch was
+/// full, and when the next completed order falls due.
+fn orders_without_images(
+    store: &mut Store,
+    s: &Settings,
+    now: Timestamp,
+) -> Result<(bool, Option<Timestamp>), crate::catalog::Error> {
+    let mut more = false;
+    let mut next = None;
+    if let Some(after) = s.order_without_images_after {
+        let due = store.orders_awaiting_images(sub(now, after), BATCH)?;
+        more = due.len() == BATCH;
+        let mut checked = Vec::with_capacity(due.len());
+        for o in due {
+            if o.without_images && !o.alarmed {
+                let order = match (&o.accession_number, &o.study_uid) {
+                    (Some(accession), _) => format!("accession {accession}"),
+                    (None, Some(uid)) => format!("study UID {uid}"),
+                    (None, None) => "-".to_owned(),
+                };
+                let detail = format!(
+                    "the RIS reported the examination of order {} ({order}) complete at {}; \
+                     no images of it have arrived in {}",
+                    o.id,
+                    o.completed_at,
+                    crate::config::format_duration(after)
+                );
+                let due_at = add(o.completed_at, after);
+                let subject = orders::subject(o.id);
+                let alarm = system_alarm(orders::KIND, subject, o.study_uid, due_at, detail);
+                raise(store, s, alarm, now)?;
+            }
+            checked.push(o.id);
+        }
+        store.orders_images_checked(&checked)?;
+        next = store
+            .earliest_awaiting_images()?
+            .map(|t| add(t, after))
+            .filter(|t| *t > now);
+    }
+    let holding = store.orders_still_without_images()?;
+    store.recheck_cleared(orders::KIND, &holding)?;
+    Ok((more, next))
 }
 
 /// Raises an alarm (if no live one of its kind and subject exists), its
